@@ -1,0 +1,191 @@
+"""The command line: parse -> Settings -> run; outcome -> exit code. Kept thin on purpose.
+
+Exit codes (README.md repeats them):
+    0   every entry done (or skipped as done / failed in an earlier run)
+    1   finished, but this run recorded entries that failed for good
+    2   usage or configuration error; nothing was run
+    3   the ledger is held by another live run
+    4   the time budget (--max-duration) ran out with work left
+    5   the key or the account was refused; entries stay pending
+    6   transient failures left; a rerun should help
+    130 / 143  interrupted by SIGINT / SIGTERM
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import enum
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pipeline import __version__
+from pipeline.config import PURPOSES, load_settings
+from pipeline.errors import LedgerError, LedgerHeld, UsageError
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    HELD = 3
+    TIME_BUDGET = 4
+    REFUSED = 5
+    TRANSIENT = 6
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line, with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(Exit.USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="ingest",
+        description="Upload audio catalogues to the MiniMax music "
+        "upload API and remember what was done.",
+    )
+    parser.add_argument("--version", action="version", version=f"ingest {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser("run", help="upload every entry of folders and manifests")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help="a folder or a .csv manifest")
+    run.add_argument(
+        "--manifest",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a CSV manifest, whatever its name",
+    )
+    run.add_argument("--purpose", help=f"one of {', '.join(PURPOSES)} for every entry")
+    run.add_argument("--api-url", dest="api_url", help="upload endpoint")
+    run.add_argument("--concurrency", help="uploads in flight (default 8)")
+    run.add_argument("--max-attempts", dest="max_attempts", help="attempts per entry (default 6)")
+    run.add_argument("--timeout", help="seconds to connect / of silence (default 60)")
+    run.add_argument("--max-file-size", dest="max_file_size", help="largest download (200MB)")
+    run.add_argument("--rate", help="at most this many requests per second")
+    run.add_argument("--grace", help="seconds for in-flight uploads after a signal (default 10)")
+    run.add_argument(
+        "--max-duration", dest="max_duration", help="stop taking new work after this long (2h, 90m)"
+    )
+    run.add_argument("--progress", choices=["auto", "always", "never"])
+    for flag, help_text in (
+        ("--dry-run", "walk, probe and hash; upload nothing, change nothing"),
+        ("--retry-failed", "retry entries that failed for good earlier"),
+        ("--wait", "wait for another run holding the ledger instead of exiting 3"),
+    ):
+        run.add_argument(
+            flag, dest=flag[2:].replace("-", "_"), action="store_const", const=True, help=help_text
+        )
+    _common(run)
+
+    status = commands.add_parser("status", help="counts by status and purpose, and the last runs")
+    _common(status)
+
+    export = commands.add_parser("export", help="one record per source, as JSON lines or CSV")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument("--status", choices=["done", "failed", "pending"])
+    export.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    export.add_argument("--force", action="store_true", help="replace --output if it exists")
+    _common(export)
+
+    sandbox = commands.add_parser("sandbox", help="run the local stand-in for the upload API")
+    from pipeline.sandbox import add_arguments
+
+    add_arguments(sandbox)
+
+    db = commands.add_parser("db", help="ledger schema: upgrade, or show its revision")
+    db.add_argument("action", choices=["upgrade", "current"])
+    _common(db)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="ledger: SQLAlchemy URL or SQLite file (default ingest.db)")
+    parser.add_argument("--config", metavar="FILE", help="TOML config file")
+    parser.add_argument(
+        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument("--log-format", dest="log_format", choices=["text", "json"])
+
+
+FLAG_SETTINGS = (
+    "purpose",
+    "db",
+    "api_url",
+    "concurrency",
+    "max_attempts",
+    "timeout",
+    "max_file_size",
+    "rate",
+    "grace",
+    "max_duration",
+    "progress",
+    "dry_run",
+    "retry_failed",
+    "wait",
+    "log_level",
+    "log_format",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sandbox":
+        from pipeline.sandbox import serve
+
+        return serve(args, environ=os.environ)
+    flags = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
+    try:
+        settings = load_settings(
+            environ=os.environ,
+            config_file=args.config,
+            flags=flags,
+            need_key=args.command == "run" and not flags.get("dry_run"),
+        )
+        from pipeline import commands
+
+        if args.command == "run":
+            return asyncio.run(
+                commands.run(
+                    settings,
+                    args.sources,
+                    args.manifest,
+                    argv=list(argv if argv is not None else sys.argv[1:]),
+                )
+            )
+        if args.command == "status":
+            return asyncio.run(commands.status(settings))
+        if args.command == "export":
+            return asyncio.run(
+                commands.export(
+                    settings,
+                    fmt=args.format,
+                    status=args.status,
+                    output=args.output,
+                    force=args.force,
+                )
+            )
+        return asyncio.run(commands.db(settings, args.action))
+    except LedgerHeld as exc:
+        return _fail(Exit.HELD, str(exc))
+    except (UsageError, LedgerError) as exc:
+        return _fail(Exit.USAGE, str(exc))
+    except KeyboardInterrupt:
+        return _fail(Exit.SIGINT, "interrupted")
+    except BrokenPipeError:
+        # The reader went away (`ingest export | head`): stop quietly, like any Unix filter.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return int(Exit.OK)
+
+
+def _fail(code: Exit, message: str) -> int:
+    print(f"ingest: {message}", file=sys.stderr)
+    return int(code)

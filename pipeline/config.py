@@ -1,0 +1,340 @@
+"""Settings: typed, frozen, built once at the edge.
+
+Precedence, lowest first: the defaults below < `--config FILE` (TOML) < environment
+(`INGEST_<NAME>`, and `AIMLAPI_API_KEY` for the key) < command-line flags.
+`config/default.toml` documents every field with its default; a test keeps it in step with
+this module. Nothing below this module reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pipeline.errors import ConfigError, UsageError
+
+DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
+DEFAULT_DB = "ingest.db"
+PURPOSES = ("song", "voice", "instrumental")
+KEY_ENV = "AIMLAPI_API_KEY"
+ENV_PREFIX = "INGEST_"
+
+
+class Secret:
+    """A string that never shows itself in repr, str, logs or tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# --- parsers: raw text (or TOML value) -> typed value; raise ValueError with a short reason ---
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_size(raw: object) -> int:
+    """`200MB` (decimal), `1.5GiB` (binary), `1024` (bytes) -> bytes."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    else:
+        match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", str(raw))
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"not a size: {raw!r} (try 200MB, 1GiB or a number of bytes)")
+        value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    if value <= 0:
+        raise ValueError(f"must be positive: {raw!r}")
+    return value
+
+
+def parse_duration(raw: object) -> float:
+    """`2h`, `90m`, `1h30m`, `45s`, `10` (seconds) -> seconds."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        total = float(raw)
+    else:
+        text = str(raw).strip().lower()
+        parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)", text)
+        if not text or not parts or re.sub(r"[0-9.\s smhd]", "", text):
+            raise ValueError(f"not a duration: {raw!r} (try 2h, 90m, 1h30m or seconds)")
+        if "".join(n + u for n, u in parts) != text.replace(" ", ""):
+            raise ValueError(f"not a duration: {raw!r} (try 2h, 90m, 1h30m or seconds)")
+        total = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not math.isfinite(total) or total <= 0:
+        raise ValueError(f"must be positive: {raw!r}")
+    return total
+
+
+def parse_positive_int(raw: object) -> int:
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ValueError(f"not a whole number: {raw!r}") from None
+    if isinstance(value, bool) or value <= 0:
+        raise ValueError(f"must be a positive whole number, got {raw!r}")
+    return value
+
+
+def parse_positive_float(raw: object) -> float:
+    try:
+        value = float(str(raw).strip()) if not isinstance(raw, int | float) else float(raw)
+    except ValueError:
+        raise ValueError(f"not a number: {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a positive number, got {raw!r}")
+    return value
+
+
+def parse_bool(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {raw!r} (use true or false)")
+
+
+def parse_purpose(raw: object) -> str:
+    text = str(raw).strip().lower()
+    if text not in PURPOSES:
+        raise ValueError(f"unknown purpose {raw!r} (use one of: {', '.join(PURPOSES)})")
+    return text
+
+
+def parse_api_url(raw: object) -> str:
+    text = str(raw).strip()
+    parts = urlsplit(text)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {raw!r}")
+    return text
+
+
+def parse_db(raw: object) -> str:
+    """An SQLAlchemy URL, or a plain file path meaning an SQLite file. Sync SQLite URLs get the
+    async driver."""
+    text = str(raw).strip()
+    if not text:
+        raise ValueError("empty ledger URL")
+    if "://" not in text:
+        return "sqlite+aiosqlite:///" + str(Path(text).expanduser())
+    if text.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + text[len("sqlite://") :]
+    return text
+
+
+def _choice(*options: str) -> Callable[[object], str]:
+    def parse(raw: object) -> str:
+        text = str(raw).strip().lower()
+        if text not in options:
+            raise ValueError(f"{raw!r} is not one of: {', '.join(options)}")
+        return text
+
+    return parse
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    def parse_or_none(raw: object) -> Any:
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"", "none", "off"}):
+            return None
+        return parse(raw)
+
+    return parse_or_none
+
+
+def _field(default: Any, parse: Callable[[object], Any], doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a run needs to know. Field docs are repeated in config/default.toml."""
+
+    purpose: str | None = _field(
+        None,
+        _optional(parse_purpose),
+        "Purpose for every entry: song, voice or instrumental. Unset: taken from the folder name "
+        "(song/songs, voice/vocals/acapella, instrumental/instrumentals) or the manifest row.",
+    )
+    db: str = _field(
+        parse_db(DEFAULT_DB),
+        parse_db,
+        "The ledger: an SQLAlchemy URL or a file path (an SQLite file).",
+    )
+    api_url: str = _field(DEFAULT_API_URL, parse_api_url, "The upload endpoint.")
+    api_key_file: str | None = _field(
+        None, _optional(str), "A file holding the API key, used when AIMLAPI_API_KEY is not set."
+    )
+    concurrency: int = _field(8, parse_positive_int, "Uploads in flight at once.")
+    max_attempts: int = _field(
+        6,
+        parse_positive_int,
+        "Attempts per entry (the first included) before a transient failure is left for the "
+        "next run.",
+    )
+    max_backoff: float = _field(
+        600.0, parse_duration, "Cap on the total time one entry may spend waiting between attempts."
+    )
+    backoff_base: float = _field(
+        1.0,
+        parse_positive_float,
+        "First backoff in seconds; doubles each attempt, with full jitter.",
+    )
+    backoff_max: float = _field(60.0, parse_positive_float, "Longest single backoff in seconds.")
+    timeout: float = _field(
+        60.0,
+        parse_positive_float,
+        "Seconds to connect, and seconds of silence while sending or receiving, before an "
+        "attempt is cut.",
+    )
+    max_file_size: int = _field(
+        parse_size("200MB"),
+        parse_size,
+        "Largest download accepted from a manifest URL (200MB, 1GiB, ...).",
+    )
+    rate: float | None = _field(
+        None,
+        _optional(parse_positive_float),
+        "Upper bound on requests per second. Unset: adapt to the service's 429/1002 answers.",
+    )
+    grace: float = _field(
+        10.0, parse_duration, "On SIGINT/SIGTERM, how long in-flight uploads may take to finish."
+    )
+    max_duration: float | None = _field(
+        None,
+        _optional(parse_duration),
+        "Stop taking new work after this long (2h, 90m); exit 4 if work is left.",
+    )
+    retry_failed: bool = _field(False, parse_bool, "Retry entries that failed for good earlier.")
+    dry_run: bool = _field(
+        False,
+        parse_bool,
+        "Walk, probe and hash, print what would be uploaded; no API call, no ledger change.",
+    )
+    wait: bool = _field(
+        False, parse_bool, "If another run holds the ledger, wait for it instead of exiting 3."
+    )
+    log_level: str = _field("info", _choice("debug", "info", "warning", "error"), "Log level.")
+    log_format: str = _field("text", _choice("text", "json"), "Log lines as text or JSON.")
+    progress: str = _field(
+        "auto",
+        _choice("auto", "always", "never"),
+        "Live progress display: auto shows it only on a terminal.",
+    )
+    api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name != "api_key"]
+
+
+def _parse_layer(layer: Mapping[str, object], origin: str) -> dict[str, Any]:
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "api_key"}
+    parsed: dict[str, Any] = {}
+    for name, raw in layer.items():
+        field = fields.get(name)
+        if field is None:
+            raise ConfigError(f"{origin}: unknown setting {name!r}")
+        try:
+            parsed[name] = field.metadata["parse"](raw)
+        except ValueError as exc:
+            raise ConfigError(f"{origin}: {name}: {exc}") from None
+    return parsed
+
+
+def read_config_file(path: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {exc}") from None
+    table = data.get("ingest", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [ingest] must be a table")
+    return table
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, object]:
+    names = set(Settings.field_names())
+    layer: dict[str, object] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX) :].lower()
+            if name in names:
+                layer[name] = value
+    return layer
+
+
+def load_settings(
+    *,
+    environ: Mapping[str, str],
+    config_file: str | None = None,
+    flags: Mapping[str, object] | None = None,
+    need_key: bool = False,
+) -> Settings:
+    """Merge the layers and return one frozen Settings. `flags` holds only flags given."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        values.update(_parse_layer(read_config_file(config_file), f"config file {config_file}"))
+    values.update(_parse_layer(env_layer(environ), "environment"))
+    values.update(_parse_layer(dict(flags or {}), "command line"))
+    settings = Settings(**values)
+    key = _load_key(environ, settings.api_key_file)
+    if need_key and key is None:
+        raise UsageError(
+            f"no API key: set {KEY_ENV} (or api_key_file in the config file) and run again"
+        )
+    return dataclasses.replace(settings, api_key=key)
+
+
+def _load_key(environ: Mapping[str, str], key_file: str | None) -> Secret | None:
+    value = environ.get(KEY_ENV, "").strip()
+    if value:
+        return Secret(value)
+    if key_file:
+        try:
+            value = Path(key_file).expanduser().read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"api_key_file {key_file}: {exc.strerror or exc}") from None
+        if not value:
+            raise ConfigError(f"api_key_file {key_file} is empty")
+        return Secret(value)
+    return None

@@ -1,0 +1,189 @@
+"""What a run did, and how it is told: the tally, the end-of-run summary, `status` and exports.
+
+`Tally` is the run's live counters; the runner updates it, the progress display and the summary
+read it. Nothing here writes to the ledger.
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeline.sources import CrawlStats
+
+EXPORT_FIELDS = (
+    "source",
+    "purpose",
+    "sha256",
+    "status",
+    "voice_id",
+    "instrumental_id",
+    "error",
+    "attempts",
+    "retryable",
+    "trace_id",
+    "size",
+    "kind",
+    "filename",
+    "line",
+    "external_id",
+)
+
+
+@dataclasses.dataclass
+class Tally:
+    seen: int = 0  # entries taken from the sources
+    uploaded: int = 0  # uploads the service accepted in this run
+    uploaded_bytes: int = 0
+    deduplicated: int = 0  # sources whose bytes were uploaded for another source
+    skipped_done: int = 0  # done in an earlier run
+    skipped_failed: int = 0  # failed for good in an earlier run, not retried
+    failed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    retries: int = 0  # attempts beyond the first
+    in_flight: int = 0
+    queued_bytes: int = 0  # bytes handed to the upload workers
+    would_upload: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    would_upload_bytes: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    crawl: CrawlStats = dataclasses.field(default_factory=CrawlStats)
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    @property
+    def left_total(self) -> int:
+        return sum(self.left.values())
+
+    def as_dict(self, elapsed: float) -> dict[str, Any]:
+        return {
+            "seen": self.seen,
+            "uploaded": self.uploaded,
+            "uploaded_bytes": self.uploaded_bytes,
+            "deduplicated": self.deduplicated,
+            "skipped_done": self.skipped_done,
+            "skipped_failed": self.skipped_failed,
+            "failed": self.failed_total,
+            "failed_by_reason": dict(self.failed.most_common(20)),
+            "left_for_next_run": self.left_total,
+            "left_by_reason": dict(self.left.most_common(20)),
+            "retries": self.retries,
+            "ignored_files": self.crawl.ignored,
+            "elapsed_s": round(elapsed, 3),
+        }
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool) -> str:
+    lines = []
+    if dry_run:
+        lines.append("dry run: nothing was uploaded and the ledger was not changed")
+        total = sum(tally.would_upload.values())
+        total_bytes = sum(tally.would_upload_bytes.values())
+        lines.append(f"  would upload: {total} files, {_size(total_bytes)}")
+        for purpose in sorted(tally.would_upload):
+            lines.append(
+                f"    {purpose:<13}{tally.would_upload[purpose]:>8} files  "
+                f"{_size(tally.would_upload_bytes[purpose])}"
+            )
+    rate = tally.uploaded_bytes / elapsed if elapsed > 0 else 0.0
+    lines += [
+        f"run {outcome} in {elapsed:.1f} s",
+        f"  entries seen      {tally.seen}",
+        f"  uploaded          {tally.uploaded} ({_size(tally.uploaded_bytes)}, {_size(rate)}/s)",
+        f"  same bytes again  {tally.deduplicated}",
+        f"  skipped, done     {tally.skipped_done}",
+        f"  skipped, failed   {tally.skipped_failed} (earlier runs; --retry-failed retries them)",
+        f"  failed now        {tally.failed_total}",
+    ]
+    lines += [f"      {n:>6}  {reason}" for reason, n in tally.failed.most_common(8)]
+    lines.append(f"  left for next run {tally.left_total}")
+    lines += [f"      {n:>6}  {reason}" for reason, n in tally.left.most_common(8)]
+    lines.append(f"  retries           {tally.retries}")
+    if tally.crawl.ignored or tally.crawl.hidden or tally.crawl.loops:
+        lines.append(
+            f"  not audio, ignored {tally.crawl.ignored}; hidden skipped {tally.crawl.hidden}; "
+            f"symlink loops cut {tally.crawl.loops}"
+        )
+    return "\n".join(lines)
+
+
+def render_status(
+    counts: list[tuple[str, str, int]],
+    runs: Sequence[Mapping[Any, Any]],
+    errors: list[tuple[str, int]],
+    *,
+    fmt_time: Any,
+) -> str:
+    by_purpose: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for purpose, status, n in counts:
+        by_purpose[purpose or "(none)"][status] += n
+    lines = [f"{'purpose':<14}{'done':>9}{'failed':>9}{'pending':>9}{'total':>9}"]
+    total: collections.Counter[str] = collections.Counter()
+    for purpose in sorted(by_purpose):
+        c = by_purpose[purpose]
+        total.update(c)
+        lines.append(
+            f"{purpose:<14}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{sum(c.values()):>9}"
+        )
+    lines.append(
+        f"{'all':<14}{total['done']:>9}{total['failed']:>9}{total['pending']:>9}"
+        f"{sum(total.values()):>9}"
+    )
+    if errors:
+        lines.append("")
+        lines.append("most common errors (failed or pending):")
+        lines += [f"  {n:>6}  {error}" for error, n in errors]
+    lines.append("")
+    lines.append("last runs:")
+    if not runs:
+        lines.append("  (none)")
+    for run in runs:
+        summary = json.loads(run["summary"]) if run["summary"] else {}
+        code = "-" if run["exit_code"] is None else run["exit_code"]
+        lines.append(
+            f"  #{run['id']:<5}{fmt_time(run['started_at'])}  {run['status']:<12}exit {code:<4}"
+            f"uploaded {summary.get('uploaded', 0)}, failed {summary.get('failed', 0)}, "
+            f"left {summary.get('left_for_next_run', 0)}  (pid {run['pid']} on {run['host']})"
+        )
+    return "\n".join(lines)
+
+
+def export_line(record: Mapping[str, Any], fmt: str, extra_columns: list[str]) -> str:
+    """One exported record; `extra` (manifest columns kept as they were) is flattened."""
+    row = {key: record.get(key) for key in EXPORT_FIELDS}
+    extra = record.get("extra") or {}
+    if fmt == "jsonl":
+        if extra:
+            row["extra"] = extra
+        return json.dumps(row, ensure_ascii=False)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [_cell(row[k]) for k in EXPORT_FIELDS] + [extra.get(c, "") for c in extra_columns]
+    )
+    return buffer.getvalue().rstrip("\n")
+
+
+def export_header(extra_columns: list[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow([*EXPORT_FIELDS, *extra_columns])
+    return buffer.getvalue().rstrip("\n")
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)

@@ -1,0 +1,78 @@
+"""Retry policy as data plus pure functions, applied with tenacity.
+
+Which errors: `TransientError` only (permanent and fatal errors are never retried). How many:
+`max_attempts`, the first included. How long: full-jitter exponential backoff
+(`random() * min(cap, base * 2**(n-1))`), unless the service sent Retry-After, which wins. A cap on
+the total time one entry waits (`max_total_wait`) stops retrying early, leaving the entry for the
+next run. The sleep is injected so tests never really wait.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Awaitable, Callable
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
+
+from pipeline.errors import TransientError
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base: float = 1.0
+    cap: float = 60.0
+    max_total_wait: float = 600.0
+
+
+def backoff(
+    policy: RetryPolicy,
+    attempt: int,
+    error: BaseException | None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based)."""
+    if isinstance(error, TransientError) and error.retry_after is not None:
+        return float(error.retry_after)
+    return float(rand() * min(policy.cap, policy.base * 2 ** (attempt - 1)))
+
+
+class _WaitedTooLong(stop_base):
+    """Stop when the next wait would take this entry's total waiting past the cap."""
+
+    def __init__(self, max_total_wait: float) -> None:
+        self.max_total_wait = max_total_wait
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        upcoming = retry_state.upcoming_sleep or 0.0
+        return bool(retry_state.idle_for + upcoming > self.max_total_wait)
+
+
+def retrying(
+    policy: RetryPolicy, *, sleep: Sleep, rand: Callable[[], float] = random.random
+) -> AsyncRetrying:
+    """An AsyncRetrying that re-raises the last TransientError when it gives up."""
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        return backoff(policy, state.attempt_number, error, rand)
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(TransientError),
+        stop=stop_any(
+            stop_after_attempt(policy.max_attempts), _WaitedTooLong(policy.max_total_wait)
+        ),
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+    )

@@ -1,0 +1,89 @@
+"""Where entries come from: a folder crawl or a CSV manifest, streamed one `Entry` at a time.
+
+Sources never touch the ledger or the network; a problem with one entry (no purpose, a bad manifest
+row) travels on the entry as `error` so that the runner records it like any other failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+
+from pipeline.errors import UsageError
+
+
+@dataclasses.dataclass
+class CrawlStats:
+    """What a crawl saw besides entries."""
+
+    ignored: int = 0  # files without an audio extension (cover art, cue sheets, text)
+    hidden: int = 0  # hidden files and folders skipped
+    loops: int = 0  # folders reached twice through symlinks, skipped
+    unreadable: int = 0  # folders that could not be listed
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One thing to upload. `source` is its key in the ledger: the absolute path of a local file,
+    or the URL; `written` is a manifest row's text as written; `path` is the local file when
+    there is one; `url` when it must be fetched."""
+
+    source: str
+    purpose: str  # "" when unknown; then `error` says so
+    filename: str
+    written: str | None = None  # a manifest row's source exactly as written
+    path: Path | None = None
+    url: str | None = None
+    line: int | None = None
+    external_id: str | None = None
+    extra: Mapping[str, str] | None = None
+    error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return "url" if self.url is not None else "file"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    path: Path
+    is_manifest: bool
+
+
+def check_sources(raw: Sequence[str], manifests: Sequence[str] = ()) -> list[Source]:
+    """Every SOURCE must be a folder or a .csv manifest that exists (`--manifest` files may have
+    any name), and every manifest must have a source column; else a usage error, before any
+    work starts."""
+    from pipeline.sources.manifest import read_header
+
+    if not raw and not manifests:
+        raise UsageError("no SOURCE given: name a folder or a .csv manifest")
+    checked = []
+    for item, forced in [(r, False) for r in raw] + [(m, True) for m in manifests]:
+        path = Path(item).expanduser()
+        if not path.exists():
+            raise UsageError(f"source not found: {item}")
+        if path.is_dir() and not forced:
+            checked.append(Source(path, is_manifest=False))
+        elif path.is_file() and (forced or path.suffix.lower() == ".csv"):
+            read_header(path)
+            checked.append(Source(path, is_manifest=True))
+        else:
+            raise UsageError(f"source is neither a folder nor a .csv manifest: {item}")
+    return checked
+
+
+async def iter_entries(
+    sources: Sequence[Source], *, purpose: str | None, stats: CrawlStats
+) -> AsyncIterator[Entry]:
+    from pipeline.sources.folder import walk_folder
+    from pipeline.sources.manifest import read_manifest
+
+    for source in sources:
+        if source.is_manifest:
+            async for entry in read_manifest(source.path, purpose=purpose):
+                yield entry
+        else:
+            async for entry in walk_folder(source.path, purpose=purpose, stats=stats):
+                yield entry

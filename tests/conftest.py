@@ -1,0 +1,128 @@
+"""Shared fixtures: a real sandbox server on loopback, a CLI runner, sample catalogues.
+
+The aioresponses shim lives here, in one place: aioresponses 0.7.9 builds ClientResponse without
+the `stream_writer` argument that aiohttp 3.14 requires (aioresponses issue #289, fix not
+released). The subclass supplies a finished writer, which is all a mocked response needs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aioresponses.core
+import pytest
+from aiohttp import ClientResponse
+
+from pipeline.sandbox import DEMO_KEY
+
+
+class _DoneWriter:
+    output_size = 0
+
+
+class _ShimmedClientResponse(ClientResponse):
+    def __init__(self, *args: Any, stream_writer: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, stream_writer=stream_writer or _DoneWriter(), **kwargs)
+
+
+aioresponses.core.ClientResponse = _ShimmedClientResponse  # type: ignore[misc]
+
+
+@dataclasses.dataclass
+class SandboxServer:
+    url: str  # the upload endpoint
+    process: subprocess.Popen[str]
+    log: Path
+
+    @property
+    def base(self) -> str:
+        return self.url.split("/v2/", 1)[0]
+
+    def requests(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.base}/_sandbox/requests", timeout=10) as resp:
+            return list(json.load(resp))
+
+
+def start_sandbox(tmp_path: Path, *flags: str, key: str = DEMO_KEY) -> SandboxServer:
+    log = tmp_path / f"sandbox-{len(list(tmp_path.glob('sandbox-*.jsonl')))}.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "sandbox", "--port", "0", "--log", str(log), *flags],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "AIMLAPI_API_KEY": key},
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline().strip()
+    assert banner.startswith("sandbox listening on "), banner
+    return SandboxServer(url=banner.rsplit(" ", 1)[-1], process=process, log=log)
+
+
+def stop_sandbox(server: SandboxServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
+    server = start_sandbox(tmp_path)
+    yield server
+    stop_sandbox(server)
+
+
+@dataclasses.dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INGEST_")}
+    env.update(
+        {
+            "AIMLAPI_API_KEY": DEMO_KEY,
+            "INGEST_BACKOFF_BASE": "0.05",
+            "INGEST_BACKOFF_MAX": "0.5",
+            "INGEST_PROGRESS": "never",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> CliResult:
+    """`ingest ARGS` as a real subprocess."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env=env or cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def export(
+    cwd: Path, db: str = "ingest.db", env: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    result = run_cli("export", "--db", db, cwd=cwd, env=env)
+    assert result.code == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
