@@ -174,10 +174,10 @@ class UploadClient:
                 error = classify_http(resp.status, body, retry_after) or classify_base_resp(
                     body, retry_after
                 )
+        except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
+            raise TransientError(f"timed out after {self._timeout:g} s without an answer") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"connection failed: {_describe(exc)}") from exc
-        except TimeoutError as exc:
-            raise TransientError(f"timed out after {self._timeout:g} s without an answer") from exc
         if error is not None:
             raise error
         assert isinstance(body, dict)  # classify_base_resp accepted it

@@ -86,10 +86,10 @@ class HttpFetcher:
             raise PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects") from exc
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
             raise PermanentError(f"download failed: bad URL or redirect: {exc}") from exc
+        except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
+            raise TransientError(f"download timed out: no data for {self._timeout:g} s") from exc
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise TransientError(f"download failed: {exc or type(exc).__name__}") from exc
-        except TimeoutError as exc:
-            raise TransientError(f"download timed out: no data for {self._timeout:g} s") from exc
 
     async def _stream(self, resp: aiohttp.ClientResponse, path: Path) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0

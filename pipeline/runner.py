@@ -278,7 +278,10 @@ class Runner:
         try:
             info = await asyncio.to_thread(os.stat, entry.path)
         except OSError as exc:
-            raise PermanentError(f"cannot read file: {exc.strerror or exc}") from exc
+            reason = f"cannot read file: {exc.strerror or exc}"
+            if state is not None and state.error == reason and self._skip(entry, state):
+                return None  # still missing, as last time: reported then
+            raise PermanentError(reason) from exc
         if (
             state is not None
             and state.sha256 is not None

@@ -143,7 +143,7 @@ class _Columns:
         if error is not None:
             return dataclasses.replace(
                 row,
-                source=self._key(written) or row.source,
+                source=_identity(self._key(written) or row.source, row.external_id),
                 purpose=purpose if purpose in PURPOSES else "",
                 error=error,
             )
@@ -171,8 +171,19 @@ class _Columns:
     def _located(self, row: Entry, text: str, purpose: str, filename: str) -> Entry:
         if "://" in text:
             name = filename or unquote(urlsplit(text).path.rsplit("/", 1)[-1]) or "download"
-            return dataclasses.replace(row, source=text, purpose=purpose, filename=name, url=text)
+            source = _identity(text, row.external_id)
+            return dataclasses.replace(row, source=source, purpose=purpose, filename=name, url=text)
         path = Path(self._key(text))
         return dataclasses.replace(
-            row, source=str(path), purpose=purpose, filename=filename or path.name, path=path
+            row,
+            source=_identity(str(path), row.external_id),
+            purpose=purpose,
+            filename=filename or path.name,
+            path=path,
         )
+
+
+def _identity(key: str, external_id: str | None) -> str:
+    """A row's key in the ledger: its resolved source, told apart by the catalogue's own key, so
+    two rows naming one URL under two external_ids are two records (both get the ids)."""
+    return f"{key} [external_id={external_id}]" if external_id else key
