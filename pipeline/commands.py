@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -19,14 +20,14 @@ from typing import TextIO
 
 import aiohttp
 
-from pipeline import logs
+from pipeline import logs, progress
 from pipeline.api import UploadClient
 from pipeline.cli import Exit
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.fetch import HttpFetcher
-from pipeline.ledger import Ledger, open_ledger
-from pipeline.ledger.migrate import sqlite_path, upgrade
+from pipeline.ledger import Ledger, lock, open_ledger
+from pipeline.ledger.migrate import check_sqlite_file, sqlite_path, upgrade
 from pipeline.report import Tally, export_header, export_line, render_status, render_summary
 from pipeline.runner import Fetcher, Runner, Stop, policy_from
 from pipeline.sources import Source, check_sources, iter_entries
@@ -57,15 +58,51 @@ async def run(
 ) -> int:
     roots = check_sources(raw_sources, manifests)
     logs.configure(settings.log_level, settings.log_format, settings.api_key)
-    with contextlib.ExitStack() as stack:
-        url = settings.db
-        if settings.dry_run:
-            url = _dry_run_url(settings.db, stack)
-        ledger = await open_ledger(url)
+    if settings.dry_run:
+        with contextlib.ExitStack() as stack:
+            ledger = await open_ledger(_dry_run_url(settings.db, stack))
+            try:
+                return await _run_with_ledger(settings, roots, ledger, argv=argv)
+            finally:
+                await ledger.close()
+    path = sqlite_path(settings.db)
+    if path is not None:
+        check_sqlite_file(path)  # refuse a file that is not ours before creating anything
+    async with lock.hold(
+        path,
+        wait=settings.wait,
+        describe_holder=lambda: asyncio.to_thread(_describe_holder, path),
+        on_wait=lambda holder: log.info("ledger held by %s; waiting (--wait)", holder),
+    ):
+        ledger = await open_ledger(settings.db)
         try:
+            crashed = await ledger.close_abandoned_runs()
+            if crashed:
+                log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
             return await _run_with_ledger(settings, roots, ledger, argv=argv)
         finally:
             await ledger.close()
+
+
+def _describe_holder(path: Path | None) -> str:
+    """Who holds the ledger, read without taking any lock (SQLite WAL readers never block)."""
+    if path is None or not path.exists():
+        return "another run"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute(
+                "SELECT id, pid, host, started_at FROM runs WHERE status = 'running' "
+                "ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        row = None
+    if row is None:
+        return "another run (starting up)"
+    run_id, pid, host, started = row
+    return f"run #{run_id} (pid {pid} on {host}, started {_fmt_time(started)})"
 
 
 def _dry_run_url(url: str, stack: contextlib.ExitStack) -> str:
@@ -114,7 +151,8 @@ async def _run_with_ledger(
             fetcher=_fetcher(settings, session, stop),
         )
         with _signals(stop), _deadline(settings, stop):
-            await runner.run()
+            async with progress.show(tally, enabled=_progress_wanted(settings)):
+                await runner.run()
     code = exit_code(runner, tally)
     elapsed = time.monotonic() - started
     if runner.fatal is not None:
@@ -126,6 +164,12 @@ async def _run_with_ledger(
         )
     print(render_summary(tally, elapsed=elapsed, outcome=outcome, dry_run=settings.dry_run))
     return int(code)
+
+
+def _progress_wanted(settings: Settings) -> bool:
+    if settings.progress == "auto":
+        return sys.stderr.isatty() and settings.log_format == "text"
+    return settings.progress == "always"
 
 
 def _outcome(code: Exit) -> str:
@@ -257,7 +301,13 @@ def _writer(output: str | None) -> Iterator[TextIO]:
 
 async def db(settings: Settings, action: str) -> int:
     if action == "upgrade":
-        revision = await asyncio.to_thread(upgrade, settings.db)
+        path = sqlite_path(settings.db)
+        if path is not None:
+            check_sqlite_file(path)
+        async with lock.hold(
+            path, wait=False, describe_holder=lambda: asyncio.to_thread(_describe_holder, path)
+        ):
+            revision = await asyncio.to_thread(upgrade, settings.db)
         print(f"ledger at revision {revision}")
         return Exit.OK
     ledger = await _open_existing(settings)

@@ -53,6 +53,20 @@ class Tally:
         default_factory=collections.Counter
     )
     crawl: CrawlStats = dataclasses.field(default_factory=CrawlStats)
+    sources_done: bool = False  # every entry has been read from the sources
+
+    @property
+    def processed(self) -> int:
+        """Entries dealt with, one way or another."""
+        return (
+            self.uploaded
+            + self.deduplicated
+            + self.skipped_done
+            + self.skipped_failed
+            + self.failed_total
+            + self.left_total
+            + sum(self.would_upload.values())
+        )
 
     @property
     def failed_total(self) -> int:
@@ -80,7 +94,7 @@ class Tally:
         }
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -94,17 +108,18 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
         lines.append("dry run: nothing was uploaded and the ledger was not changed")
         total = sum(tally.would_upload.values())
         total_bytes = sum(tally.would_upload_bytes.values())
-        lines.append(f"  would upload: {total} files, {_size(total_bytes)}")
+        lines.append(f"  would upload: {total} files, {human_size(total_bytes)}")
         for purpose in sorted(tally.would_upload):
             lines.append(
                 f"    {purpose:<13}{tally.would_upload[purpose]:>8} files  "
-                f"{_size(tally.would_upload_bytes[purpose])}"
+                f"{human_size(tally.would_upload_bytes[purpose])}"
             )
     rate = tally.uploaded_bytes / elapsed if elapsed > 0 else 0.0
     lines += [
         f"run {outcome} in {elapsed:.1f} s",
         f"  entries seen      {tally.seen}",
-        f"  uploaded          {tally.uploaded} ({_size(tally.uploaded_bytes)}, {_size(rate)}/s)",
+        f"  uploaded          {tally.uploaded} "
+        f"({human_size(tally.uploaded_bytes)}, {human_size(rate)}/s)",
         f"  same bytes again  {tally.deduplicated}",
         f"  skipped, done     {tally.skipped_done}",
         f"  skipped, failed   {tally.skipped_failed} (earlier runs; --retry-failed retries them)",

@@ -222,6 +222,7 @@ class Runner:
             self.tally.seen += 1
             if not await self._put(prepare_q, entry):
                 return
+        self.tally.sources_done = True
 
     # --- step 2: prepare ----------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ class Faults:
     error: float = 0.0  # HTTP 503
     throttle: float = 0.0  # HTTP 429 with Retry-After
     busy: float = 0.0  # HTTP 200 with base_resp 1002
+    reject: float = 0.0  # HTTP 200 with base_resp 1026 (sensitive content): final
     retry_after: float = 1.0
     latency: float = 0.0  # seconds added to every answer
     max_rps: float | None = None  # requests per second beyond which 429 is answered
@@ -76,6 +77,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="share answered HTTP 200 with base_resp 1002 (rate limit)",
+    )
+    parser.add_argument(
+        "--reject-rate",
+        type=float,
+        default=0.0,
+        help="share answered HTTP 200 with base_resp 1026 (sensitive content, final)",
     )
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds")
     parser.add_argument(
@@ -187,6 +194,7 @@ class Sandbox:
             (f.error, "error"),
             (f.throttle, "throttle"),
             (f.busy, "busy"),
+            (f.reject, "reject"),
         ):
             if roll < share:
                 name = kind
@@ -205,6 +213,8 @@ class Sandbox:
             return web.json_response({"message": "service unavailable"}, status=503)
         if name == "throttle":
             return _retry_later(429, f.retry_after)
+        if name == "reject":
+            return self._base_resp(record, uuid.uuid4().hex, 1026, "input new_sensitive")
         return web.json_response(
             {
                 "trace_id": uuid.uuid4().hex,
@@ -273,6 +283,7 @@ def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
         error=args.error_rate,
         throttle=args.throttle_rate,
         busy=args.busy_rate,
+        reject=args.reject_rate,
         retry_after=args.retry_after,
         latency=args.latency,
         max_rps=args.max_rps,
@@ -294,7 +305,7 @@ def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
 async def _serve(sandbox: Sandbox, host: str, port: int) -> None:
     runner = web.AppRunner(sandbox.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)  # hung requests end at once
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
     print(f"sandbox listening on http://{host}:{bound}{UPLOAD_PATH}", flush=True)

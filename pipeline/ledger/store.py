@@ -122,6 +122,21 @@ class Ledger:
                 )
             )
 
+    async def close_abandoned_runs(self) -> int:
+        """Runs still marked running once we hold the ledger died without finishing."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(runs).where(runs.c.status == "running").values(status="crashed")
+            )
+            return int(result.rowcount or 0)
+
+    async def running_run(self) -> RowMapping | None:
+        async with self.engine.connect() as conn:
+            result = await conn.execute(
+                select(runs).where(runs.c.status == "running").order_by(runs.c.id.desc()).limit(1)
+            )
+            return result.mappings().first()
+
     async def last_runs(self, limit: int = 5) -> list[RowMapping]:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(runs).order_by(runs.c.id.desc()).limit(limit))
