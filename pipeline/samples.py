@@ -105,3 +105,22 @@ def write_int16_wav(path: Path, seconds: float, *, rate: int = 8000) -> Path:
         out.setframerate(rate)
         out.writeframes(struct.pack("<h", 0) * int(seconds * rate))
     return path
+
+
+def write_noise_wav(
+    path: Path, seconds: float, *, seed: int = 0, rate: int = 2000, channels: int = 1
+) -> Path:
+    """Mono/stereo 8-bit noise, fast to generate in bulk (benchmarks) and unique per seed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    frames = int(seconds * rate)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(1)
+        out.setframerate(rate)
+        remaining = frames * channels
+        while remaining:
+            step = min(remaining, 1 << 20)
+            out.writeframesraw(rng.randbytes(step))
+            remaining -= step
+    return path

@@ -163,3 +163,32 @@ def test_temporary_files_are_removed(tmp_path: Path, sandbox: SandboxServer) -> 
         )
     assert env_result.code == 1, env_result.stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_a_slow_download_does_not_hold_an_upload_slot(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    served = tmp_path / "served"
+    write_wav(served / "slow.wav", 11, seed=99)
+    rows = [{"source": "", "purpose": "voice"}]
+    for i in range(5):
+        write_wav(tmp_path / "local" / f"l{i}.wav", 11, seed=i)
+        rows.append({"source": f"local/l{i}.wav", "purpose": "voice"})
+    with FileServer(served, slow_seconds=4) as server:
+        rows[0]["source"] = server.url("/slow/slow.wav")
+        write_manifest(tmp_path / "m.csv", rows)
+        result = run_cli(
+            "run",
+            "m.csv",
+            "--api-url",
+            sandbox.url,
+            "--concurrency",
+            "1",
+            "--timeout",
+            "10",
+            cwd=tmp_path,
+        )
+    assert result.code == 0, result.stderr
+    uploads = {r["filename"]: r["ts"] for r in sandbox.requests() if r["outcome"] == "ok"}
+    assert len(uploads) == 6
+    assert all(uploads[f"l{i}.wav"] < uploads["slow.wav"] for i in range(5))

@@ -387,3 +387,33 @@ def test_os_environment_is_read_only_at_the_edge() -> None:
         if re.search(r"os\.environ(?!`)", p.read_text()) and p.name not in edge
     ]
     assert readers == [], readers
+
+
+def test_a_second_signal_aborts_at_once(
+    tmp_path: Path, server_factory: list[SandboxServer]
+) -> None:
+    catalogue(tmp_path / "cat", 6)
+    server = sandbox_with(server_factory, tmp_path, "--hang-rate", "1")
+    proc = start_run(tmp_path, "cat", "--api-url", server.url, "--timeout", "60", "--grace", "60")
+    wait_for(lambda: attempts_recorded(tmp_path / "ingest.db") >= 1)
+    time.sleep(0.3)  # the request is on the wire; the sandbox will never answer it
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None  # the first signal waits for in-flight uploads (grace 60 s)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 3
+    ledger_ok(tmp_path / "ingest.db")
+    assert {r["status"] for r in export(tmp_path)} == {"pending"}
+
+
+def attempts_recorded(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as conn:
+            return int(
+                conn.execute("SELECT coalesce(sum(attempts), 0) FROM contents").fetchone()[0]
+            )
+    except sqlite3.Error:
+        return 0

@@ -1,0 +1,131 @@
+"""The worker pool with a real ledger file and an in-process uploader that fails on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pipeline import runner as runner_mod
+from pipeline.api import UploadResult
+from pipeline.config import Settings
+from pipeline.errors import PermanentError, RunFatal, TransientError
+from pipeline.ledger import Ledger, open_ledger
+from pipeline.report import Tally
+from pipeline.runner import Runner, Stop
+from pipeline.samples import write_wav
+from pipeline.sources import CrawlStats
+from pipeline.sources.folder import walk_folder
+
+
+class ScriptedUploader:
+    """Answers each upload from a script of errors keyed by file name, then succeeds."""
+
+    def __init__(self, script: dict[str, list[Exception]] | None = None) -> None:
+        self.script = script or {}
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    async def upload(
+        self, path: Path, *, purpose: str, filename: str, content_type: str
+    ) -> UploadResult:
+        self.calls[filename] += 1
+        await asyncio.sleep(0)
+        errors = self.script.get(filename, [])
+        if errors:
+            raise errors.pop(0)
+        return UploadResult(voice_id=f"v-{filename}", instrumental_id=f"i-{filename}", trace_id="t")
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    ledger = await open_ledger(f"sqlite+aiosqlite:///{tmp_path / 'l.db'}")
+    yield ledger
+    await ledger.close()
+
+
+async def run(
+    root: Path, ledger: Ledger, uploader: ScriptedUploader, **overrides: object
+) -> Runner:
+    settings = Settings(backoff_base=0.001, backoff_max=0.001, concurrency=3, **overrides)  # type: ignore[arg-type]
+    tally = Tally()
+    runner = Runner(
+        settings,
+        ledger=ledger,
+        uploader=uploader,
+        tally=tally,
+        stop=Stop(),
+        run_id=await ledger.start_run(pid=1, host="h", command="test"),
+        entries=walk_folder(root, purpose=None, stats=CrawlStats()),
+    )
+    await runner.run()
+    return runner
+
+
+async def statuses(ledger: Ledger) -> dict[str, str]:
+    return {Path(r["source"]).name: r["status"] async for r in ledger.export_rows()}
+
+
+async def test_unchanged_files_are_not_hashed_again(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(3):
+        write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
+    hashed: list[Path] = []
+    real = runner_mod.sha256_file
+
+    def counting(path: Path) -> tuple[str, int]:
+        hashed.append(path)
+        return real(path)
+
+    monkeypatch.setattr(runner_mod, "sha256_file", counting)
+    uploader = ScriptedUploader({"1.wav": [TransientError("x")] * 2})
+    await run(tmp_path, ledger, uploader, max_attempts=2)
+    assert len(hashed) == 3
+    await run(tmp_path, ledger, uploader)  # 1.wav is retried from its recorded hash
+    assert len(hashed) == 3
+    assert (await statuses(ledger))["1.wav"] == "done"
+
+
+async def test_same_bytes_in_one_run_are_sent_once(tmp_path: Path, ledger: Ledger) -> None:
+    first = write_wav(tmp_path / "song" / "a.wav", 11)
+    for name in ("b.wav", "c.wav"):
+        (tmp_path / "song" / name).write_bytes(first.read_bytes())
+    uploader = ScriptedUploader()
+    runner = await run(tmp_path, ledger, uploader)
+    assert sum(uploader.calls.values()) == 1
+    assert runner.tally.deduplicated == 2
+    assert set((await statuses(ledger)).values()) == {"done"}
+
+
+async def test_transient_retried_permanent_failed_with_attempts_counted(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    write_wav(tmp_path / "song" / "flaky.wav", 11, seed=1)
+    write_wav(tmp_path / "song" / "bad.wav", 11, seed=2)
+    uploader = ScriptedUploader(
+        {
+            "flaky.wav": [TransientError("503"), TransientError("503")],
+            "bad.wav": [PermanentError("base_resp 2013: invalid params")],
+        }
+    )
+    runner = await run(tmp_path, ledger, uploader)
+    rows = {Path(r["source"]).name: r async for r in ledger.export_rows()}
+    assert (rows["flaky.wav"]["status"], rows["flaky.wav"]["attempts"]) == ("done", 3)
+    assert (rows["bad.wav"]["status"], rows["bad.wav"]["attempts"]) == ("failed", 1)
+    assert rows["bad.wav"]["error"] == "base_resp 2013: invalid params"
+    assert runner.tally.retries == 2 and runner.tally.failed_total == 1
+
+
+async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    for i in range(12):
+        write_wav(tmp_path / "voice" / f"{i:02d}.wav", 11, seed=i)
+    uploader = ScriptedUploader({f"{i:02d}.wav": [RunFatal("key refused")] for i in range(12)})
+    runner = await run(tmp_path, ledger, uploader)
+    assert runner.fatal is not None and runner.stop.reason == "fatal"
+    assert sum(uploader.calls.values()) <= 3  # the ones in flight, not every file
+    assert set((await statuses(ledger)).values()) == {"pending"}
