@@ -26,7 +26,7 @@ from pipeline.cli import Exit
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.fetch import HttpFetcher
-from pipeline.ledger import Ledger, lock, open_ledger
+from pipeline.ledger import Ledger, lock, migrate, open_ledger
 from pipeline.ledger.migrate import check_sqlite_file, sqlite_path, upgrade
 from pipeline.report import Tally, export_header, export_line, render_status, render_summary
 from pipeline.runner import Fetcher, Runner, Stop, policy_from
@@ -310,7 +310,10 @@ async def db(settings: Settings, action: str) -> int:
             revision = await asyncio.to_thread(upgrade, settings.db)
         print(f"ledger at revision {revision}")
         return Exit.OK
-    ledger = await _open_existing(settings)
-    await ledger.close()
-    print(f"ledger at revision {await asyncio.to_thread(upgrade, settings.db)}")
+    path = sqlite_path(settings.db)
+    if path is not None and not path.exists():
+        raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
+    at, head = await asyncio.to_thread(migrate.current, settings.db)
+    state = "up to date" if at == head else f"`ingest db upgrade` brings it to {head}"
+    print(f"ledger at revision {at or '(empty)'}; {state}")
     return Exit.OK

@@ -143,12 +143,12 @@ class Runner:
             for _ in range(0 if self.settings.dry_run else self.settings.concurrency)
         ]
         intake = asyncio.create_task(self._intake(prepare_q, upload_q, preparers, len(uploaders)))
-        stopping = asyncio.create_task(self.stop.event.wait())
+        everything: asyncio.Future[Any] = asyncio.gather(intake, *uploaders)
+        stopping: asyncio.Future[Any] = asyncio.create_task(self.stop.event.wait())
         try:
-            await asyncio.wait({intake, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if intake.done():
-                await intake  # surface its errors
-                await asyncio.gather(*uploaders)
+            await asyncio.wait({everything, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if everything.done():
+                everything.result()  # surface errors
                 self.finished = not self.stop.requested
             else:
                 log.info(
@@ -162,6 +162,8 @@ class Runner:
             for task in [intake, *uploaders]:
                 task.cancel()
             await asyncio.gather(intake, *uploaders, return_exceptions=True)
+            if everything.done() and not everything.cancelled():
+                everything.exception()  # retrieved, so asyncio does not warn about it
 
     async def _drain(self, intake: asyncio.Task[None], uploaders: list[asyncio.Task[None]]) -> None:
         _, pending = (
@@ -199,6 +201,26 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    async def _get(self, queue: asyncio.Queue[Any]) -> Any:
+        """The next item, or _DONE as soon as the run is stopping (idle workers end at once)."""
+        if self.stop.requested:
+            return _DONE
+        get = asyncio.create_task(queue.get())
+        stopping = asyncio.create_task(self.stop.event.wait())
+        try:
+            await asyncio.wait({get, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not get.done():
+                get.cancel()
+        if get.done() and not get.cancelled():
+            item = get.result()
+            if item is _DONE or not self.stop.requested:
+                return item
+            if isinstance(item, Job):
+                item.data.discard()
+        return _DONE
+
     async def _put(self, queue: asyncio.Queue[Any], item: object) -> bool:
         """Put unless the run is stopping; False if the item was not queued."""
         if item is _DONE and self.stop.requested:
@@ -229,8 +251,8 @@ class Runner:
     async def _prepare_worker(
         self, prepare_q: asyncio.Queue[Any], upload_q: asyncio.Queue[Any]
     ) -> None:
-        while not self.stop.requested:
-            entry = await prepare_q.get()
+        while True:
+            entry = await self._get(prepare_q)
             if entry is _DONE:
                 return
             job = await self._prepare(entry)
@@ -370,12 +392,9 @@ class Runner:
     # --- step 3: upload -----------------------------------------------------------------------
 
     async def _upload_worker(self, upload_q: asyncio.Queue[Any]) -> None:
-        while not self.stop.requested:
-            job = await upload_q.get()
+        while True:
+            job = await self._get(upload_q)
             if job is _DONE:
-                return
-            if self.stop.requested:
-                job.data.discard()
                 return
             self.tally.in_flight += 1
             try:

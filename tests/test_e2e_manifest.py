@@ -68,21 +68,9 @@ def test_urls_and_paths_mixed_with_bad_rows(tmp_path: Path, sandbox: SandboxServ
         ]
         write_manifest(tmp_path / "catalogue.csv", rows)
         started = time.monotonic()
-        result = run_cli(
-            "run",
-            "catalogue.csv",
-            "--purpose",
-            "instrumental",
-            "--api-url",
-            sandbox.url,
-            "--timeout",
-            "2",
-            "--max-attempts",
-            "2",
-            "--max-file-size",
-            "20MB",
-            cwd=tmp_path,
-        )
+        args = ("run", "catalogue.csv", "--purpose", "instrumental", "--api-url", sandbox.url)
+        result = run_cli(*args, "--timeout", "2", "--max-attempts", "2", "--max-file-size", "20MB",
+                         cwd=tmp_path)  # fmt: skip
         elapsed = time.monotonic() - started
         assert result.code == 1, result.stderr
         assert elapsed < 60
@@ -117,19 +105,7 @@ def test_urls_and_paths_mixed_with_bad_rows(tmp_path: Path, sandbox: SandboxServ
 
         downloads = sum(server.hits.values())
         requests = len(sandbox.requests())
-        again = run_cli(
-            "run",
-            "catalogue.csv",
-            "--purpose",
-            "instrumental",
-            "--api-url",
-            sandbox.url,
-            "--timeout",
-            "2",
-            "--max-attempts",
-            "1",
-            cwd=tmp_path,
-        )
+        again = run_cli(*args, "--timeout", "2", "--max-attempts", "1", cwd=tmp_path)
         # Only the slow row (timed out: retryable) is fetched again; nothing is uploaded.
         assert set(server.hits) and sum(server.hits.values()) - downloads == 1
         assert len(sandbox.requests()) == requests

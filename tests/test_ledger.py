@@ -136,3 +136,14 @@ async def test_runs_are_recorded(ledger: Ledger) -> None:
     await ledger.finish_run(run, status="finished", exit_code=1, summary={"uploaded": 3})
     (last,) = await ledger.last_runs()
     assert (last["pid"], last["status"], last["exit_code"]) == (42, "finished", 1)
+
+
+def test_db_current_reads_without_upgrading(tmp_path: Path) -> None:
+    from pipeline.ledger.migrate import current
+
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    assert current(url(path)) == (None, "0001")
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    upgrade(url(path))
+    assert current(url(path)) == ("0001", "0001")

@@ -101,6 +101,24 @@ def upgrade(url: str) -> str:
     return str(head)
 
 
+def current(url: str) -> tuple[str | None, str]:
+    """(the ledger's revision, the newest this ingest knows), reading only."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path)
+    cfg = alembic_config(sync_url(url))
+    script = ScriptDirectory.from_config(cfg)
+    engine = create_engine(sync_url(url))
+    try:
+        with engine.connect() as conn:
+            revision = _check_ours(conn, script, url)
+    except DatabaseError as exc:
+        raise LedgerError(f"ledger {_shown(url)} cannot be used: {exc.orig}") from exc
+    finally:
+        engine.dispose()
+    return revision, str(script.get_current_head())
+
+
 def _check_ours(conn: Connection, script: ScriptDirectory, url: str) -> str | None:
     tables = set(inspect(conn).get_table_names())
     current = MigrationContext.configure(conn).get_current_revision()
