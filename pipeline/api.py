@@ -102,6 +102,8 @@ def classify_base_resp(body: Any, retry_after: float | None) -> Exception | None
         return TransientError("unexpected reply: not a JSON object")
     base = body.get("base_resp")
     if not isinstance(base, dict):
+        if body.get("voice_id") or body.get("instrumental_id"):
+            return None  # ids without base_resp: the ids are what counts (result_from checks)
         return TransientError("unexpected reply: no base_resp")
     try:
         code = int(base.get("status_code", -1))
@@ -176,7 +178,7 @@ class UploadClient:
                 )
         except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
             raise TransientError(f"timed out after {self._timeout:g} s without an answer") from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        except aiohttp.ClientError as exc:  # dropped, reset, refused, malformed answer
             raise TransientError(f"connection failed: {_describe(exc)}") from exc
         if error is not None:
             raise error

@@ -264,7 +264,10 @@ class Settings:
         return [f.name for f in dataclasses.fields(cls) if f.name != "api_key"]
 
 
-def _parse_layer(layer: Mapping[str, object], origin: str) -> dict[str, Any]:
+def _parse_layer(
+    layer: Mapping[str, object], origin: str, shown: Callable[[str], str] = str
+) -> dict[str, Any]:
+    """Parse one layer; errors name the setting as the user wrote it (`shown`)."""
     fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "api_key"}
     parsed: dict[str, Any] = {}
     for name, raw in layer.items():
@@ -274,7 +277,7 @@ def _parse_layer(layer: Mapping[str, object], origin: str) -> dict[str, Any]:
         try:
             parsed[name] = field.metadata["parse"](raw)
         except ValueError as exc:
-            raise ConfigError(f"{origin}: {name}: {exc}") from None
+            raise ConfigError(f"{origin}{shown(name)}: {exc}") from None
     return parsed
 
 
@@ -313,9 +316,11 @@ def load_settings(
     """Merge the layers and return one frozen Settings. `flags` holds only flags given."""
     values: dict[str, Any] = {}
     if config_file is not None:
-        values.update(_parse_layer(read_config_file(config_file), f"config file {config_file}"))
-    values.update(_parse_layer(env_layer(environ), "environment"))
-    values.update(_parse_layer(dict(flags or {}), "command line"))
+        values.update(
+            _parse_layer(read_config_file(config_file), f"config file {config_file}: ")
+        )
+    values.update(_parse_layer(env_layer(environ), "", lambda n: ENV_PREFIX + n.upper()))
+    values.update(_parse_layer(dict(flags or {}), "", lambda n: "--" + n.replace("_", "-")))
     settings = Settings(**values)
     key = _load_key(environ, settings.api_key_file)
     if need_key and key is None:

@@ -88,7 +88,7 @@ class HttpFetcher:
             raise PermanentError(f"download failed: bad URL or redirect: {exc}") from exc
         except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
             raise TransientError(f"download timed out: no data for {self._timeout:g} s") from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        except aiohttp.ClientError as exc:  # dropped, reset, refused, malformed answer
             raise TransientError(f"download failed: {exc or type(exc).__name__}") from exc
 
     async def _stream(self, resp: aiohttp.ClientResponse, path: Path) -> tuple[str, int]:

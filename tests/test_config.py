@@ -93,15 +93,20 @@ def test_db_accepts_paths_and_sync_sqlite_urls() -> None:
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
-        ({"concurrency": "0"}, "concurrency"),
-        ({"purpose": "podcast"}, "purpose"),
-        ({"api_url": "ftp://x"}, "api_url"),
-        ({"max_file_size": "big"}, "max_file_size"),
+        ({"concurrency": "0"}, "--concurrency"),
+        ({"purpose": "podcast"}, "--purpose"),
+        ({"api_url": "ftp://x"}, "--api-url"),
+        ({"max_file_size": "big"}, "--max-file-size"),
     ],
 )
 def test_bad_values_name_the_setting(flags: dict[str, str], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         load_settings(environ={}, flags=flags)
+
+
+def test_environment_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="INGEST_CONCURRENCY: not a whole number"):
+        load_settings(environ={"INGEST_CONCURRENCY": "many"})
 
 
 def test_unknown_key_in_config_file(tmp_path: Path) -> None:
