@@ -316,9 +316,7 @@ def load_settings(
     """Merge the layers and return one frozen Settings. `flags` holds only flags given."""
     values: dict[str, Any] = {}
     if config_file is not None:
-        values.update(
-            _parse_layer(read_config_file(config_file), f"config file {config_file}: ")
-        )
+        values.update(_parse_layer(read_config_file(config_file), f"config file {config_file}: "))
     values.update(_parse_layer(env_layer(environ), "", lambda n: ENV_PREFIX + n.upper()))
     values.update(_parse_layer(dict(flags or {}), "", lambda n: "--" + n.replace("_", "-")))
     settings = Settings(**values)

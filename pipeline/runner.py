@@ -99,6 +99,8 @@ class _Stopped(Exception):
 
 
 _DONE = object()  # end-of-stream marker in the queues
+# Upload tasks per request slot: a task waiting out its backoff holds no slot, so others send.
+UPLOAD_TASKS_PER_SLOT = 4
 
 
 class Runner:
@@ -131,6 +133,7 @@ class Runner:
         self._claimed: set[int] = set()  # contents this run has queued for upload
         self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
         self._policy = policy_from(settings)
+        self._slots = asyncio.Semaphore(settings.concurrency)  # requests in flight
 
     # --- orchestration ------------------------------------------------------------------------
 
@@ -140,7 +143,9 @@ class Runner:
         preparers = max(2, self.settings.concurrency)
         uploaders = [
             asyncio.create_task(self._upload_worker(upload_q))
-            for _ in range(0 if self.settings.dry_run else self.settings.concurrency)
+            for _ in range(
+                0 if self.settings.dry_run else UPLOAD_TASKS_PER_SLOT * self.settings.concurrency
+            )
         ]
         intake = asyncio.create_task(self._intake(prepare_q, upload_q, preparers, len(uploaders)))
         everything: asyncio.Future[Any] = asyncio.gather(intake, *uploaders)
@@ -396,11 +401,9 @@ class Runner:
             job = await self._get(upload_q)
             if job is _DONE:
                 return
-            self.tally.in_flight += 1
             try:
                 await self._upload(job)
             finally:
-                self.tally.in_flight -= 1
                 job.data.discard()
 
     async def _upload(self, job: Job) -> None:
@@ -441,12 +444,6 @@ class Runner:
             return
         except _Stopped:
             return
-        await self.ledger.mark_done(
-            job.content_id,
-            voice_id=result.voice_id,
-            instrumental_id=result.instrumental_id,
-            trace_id=result.trace_id,
-        )
         self.tally.uploaded += 1
         self.tally.uploaded_bytes += job.data.size
         log.info(
@@ -460,30 +457,38 @@ class Runner:
         )
 
     async def _attempt(self, job: Job, attempt: int) -> UploadResult:
+        """One request, holding one of the `concurrency` slots from the moment it is counted
+        until its ids are recorded (so a crash repeats at most `concurrency` uploads), but not
+        while it waits out a backoff."""
         assert self.uploader is not None
-        if self.stop.requested and self.stop.reason == "fatal":
-            raise _Stopped()
-        await self.throttle.acquire()
-        await self.ledger.mark_attempt(job.content_id)
-        log.debug("upload %s (%s) attempt %d", job.source, job.purpose, attempt)
-        try:
-            result = await self.uploader.upload(
-                job.data.path,
-                purpose=job.purpose,
-                filename=job.filename,
-                content_type=job.audio.content_type,
+        async with self._slots:
+            if self.stop.requested:
+                raise _Stopped()  # not on the wire yet: it stays pending for the next run
+            await self.ledger.mark_attempt(job.content_id)
+            await self.throttle.acquire()  # last, so the request leaves right on its slot
+            log.debug("upload %s (%s) attempt %d", job.source, job.purpose, attempt)
+            self.tally.in_flight += 1
+            try:
+                result = await self.uploader.upload(
+                    job.data.path,
+                    purpose=job.purpose,
+                    filename=job.filename,
+                    content_type=job.audio.content_type,
+                )
+            except TransientError as exc:
+                if exc.throttled:
+                    self.throttle.on_throttled(exc.retry_after)
+                log.info("attempt %d of %s (%s) failed, will retry: %s",
+                         attempt, job.source, job.purpose, exc.reason)  # fmt: skip
+                raise
+            finally:
+                self.tally.in_flight -= 1
+            await self.ledger.mark_done(
+                job.content_id,
+                voice_id=result.voice_id,
+                instrumental_id=result.instrumental_id,
+                trace_id=result.trace_id,
             )
-        except TransientError as exc:
-            if exc.throttled:
-                self.throttle.on_throttled(exc.retry_after)
-            log.info(
-                "attempt %d of %s (%s) failed, will retry: %s",
-                attempt,
-                job.source,
-                job.purpose,
-                exc.reason,
-            )
-            raise
         self.throttle.on_success()
         return result
 

@@ -77,8 +77,7 @@ def test_base_resp_codes(code: int, kind: type[Exception]) -> None:
 def test_ids_without_base_resp_are_accepted_but_nothing_else_is() -> None:
     assert classify_base_resp({"voice_id": "v", "instrumental_id": "i"}, None) is None
     assert isinstance(classify_base_resp({"trace_id": "t"}, None), TransientError)
-    assert isinstance(classify_base_resp({"base_resp": {"status_code": "x"}}, None),
-                      TransientError)
+    assert isinstance(classify_base_resp({"base_resp": {"status_code": "x"}}, None), TransientError)
 
 
 def test_throttle_codes_slow_the_pool() -> None:

@@ -47,19 +47,40 @@ async def test_throttled_pauses_the_whole_pool_for_retry_after() -> None:
     assert fake.now - before >= 2.0
 
 
-async def test_adaptive_rate_halves_then_recovers_to_unlimited() -> None:
+async def test_adaptive_pace_drops_once_per_burst_then_recovers() -> None:
     fake = FakeTime()
     throttle = Throttle(None, clock=fake.clock, sleep=fake.sleep)
-    for _ in range(20):  # 20 starts in the last 2 s: about 10 per second
+    for _ in range(20):  # 10 starts per second
         await throttle.acquire()
         fake.now += 0.1
     throttle.on_throttled(None)
-    assert throttle.rate == pytest.approx(5.0)
-    throttle.on_throttled(None)
-    assert throttle.rate is not None and MIN_RATE <= throttle.rate < 5.0
-    for _ in range(10_000):
+    assert throttle.rate == pytest.approx(7.0)  # 70% of the pace reached
+    throttle.on_throttled(None)  # the same burst: inside the pause, not counted again
+    assert throttle.rate == pytest.approx(7.0)
+    fake.now += 1.5
+    throttle.on_throttled(0.5)  # a new overload, after the pause: lower again
+    assert throttle.rate is not None and MIN_RATE <= throttle.rate < 7.0
+    for _ in range(200):  # successes raise the pace until it no longer limits anything
+        await throttle.acquire()
         throttle.on_success()
+        if throttle.rate is None:
+            break
     assert throttle.rate is None
+
+
+async def test_adaptive_pace_spaces_starts_while_limited() -> None:
+    fake = FakeTime()
+    throttle = Throttle(None, clock=fake.clock, sleep=fake.sleep)
+    for _ in range(10):
+        await throttle.acquire()
+        fake.now += 0.05
+    throttle.on_throttled(0.0)
+    pace = throttle.rate
+    assert pace is not None
+    first = fake.now
+    await throttle.acquire()
+    await throttle.acquire()
+    assert fake.now - first >= 1 / pace * 0.99
 
 
 async def test_fixed_rate_is_never_raised_by_successes() -> None:
