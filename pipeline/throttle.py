@@ -73,8 +73,9 @@ class Throttle:
         reached = self._recent_rate(now)
         current = reached if self.rate is None else min(self.rate, reached)
         self.rate = max(MIN_RATE, current * DECREASE)
+        after = f" after a {pause:g} s pause" if pause else ""
         log.info(
-            "the service asked to slow down: pausing %.1f s, then %.2f requests/s", pause, self.rate
+            "the service asked to slow down: pool paced at %.2f requests/s%s", self.rate, after
         )
 
     def on_success(self) -> None:
