@@ -338,7 +338,8 @@ class Runner:
         """Record the source against its content; return a job if this run must upload it."""
         facts = _facts(entry, data)
         if self.settings.dry_run:
-            self._count_dry(entry, data)
+            done = await self.ledger.content_status_of(data.sha256, entry.purpose) == "done"
+            self._count_dry(entry, data, done=done)
             return None
         content_id, status, retryable = await self.ledger.content_for(
             data.sha256, entry.purpose, data.size
@@ -368,9 +369,9 @@ class Runner:
         else:
             self.tally.skipped_failed += 1
 
-    def _count_dry(self, entry: Entry, data: Fetched) -> None:
+    def _count_dry(self, entry: Entry, data: Fetched, *, done: bool) -> None:
         key = (data.sha256, entry.purpose)
-        if key in self._dry_seen:
+        if done or key in self._dry_seen:
             self.tally.deduplicated += 1
         else:
             self._dry_seen.add(key)

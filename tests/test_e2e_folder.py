@@ -86,6 +86,9 @@ def test_dry_run_leaves_an_existing_ledger_unchanged(
     write_wav(tmp_path / "cat" / "song" / "a.wav", 11, seed=1)
     run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
     write_wav(tmp_path / "cat" / "song" / "b.wav", 11, seed=2)
+    (tmp_path / "cat" / "song" / "copy-of-a.wav").write_bytes(
+        (tmp_path / "cat" / "song" / "a.wav").read_bytes()
+    )  # already uploaded under another name: not counted as work
     before = (
         sqlite3.connect(tmp_path / "ingest.db").execute("SELECT count(*) FROM sources").fetchone()
     )

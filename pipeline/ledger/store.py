@@ -244,10 +244,14 @@ class Ledger:
             ).one()
         return int(row.id), str(row.status), bool(row.retryable)
 
-    async def content_status(self, content_id: int) -> str:
+    async def content_status_of(self, sha256: str, purpose: str) -> str | None:
+        """Status of these bytes for this purpose, None if never seen. Reads only."""
+        query = select(contents.c.status).where(
+            contents.c.sha256 == sha256, contents.c.purpose == purpose
+        )
         async with self.engine.connect() as conn:
-            value = await conn.scalar(select(contents.c.status).where(contents.c.id == content_id))
-        return str(value)
+            value = await conn.scalar(query)
+        return None if value is None else str(value)
 
     async def mark_attempt(self, content_id: int) -> int:
         """Count an attempt before it is sent; return the new attempt count."""
