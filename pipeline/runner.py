@@ -21,9 +21,9 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pipeline.api import UploadResult
 from pipeline.config import Settings
@@ -37,6 +37,7 @@ from pipeline.sources import Entry
 from pipeline.throttle import Throttle
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Uploader(Protocol):
@@ -206,39 +207,37 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
+    async def _until_stop(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
+        """Run `step` until it completes or the run stops; the task if it completed."""
+        task = asyncio.create_task(step)
+        stopping = asyncio.create_task(self.stop.event.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+        return task if task.done() and not task.cancelled() else None
+
     async def _get(self, queue: asyncio.Queue[Any]) -> Any:
         """The next item, or _DONE as soon as the run is stopping (idle workers end at once)."""
         if self.stop.requested:
             return _DONE
-        get = asyncio.create_task(queue.get())
-        stopping = asyncio.create_task(self.stop.event.wait())
-        try:
-            await asyncio.wait({get, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not get.done():
-                get.cancel()
-        if get.done() and not get.cancelled():
-            item = get.result()
-            if item is _DONE or not self.stop.requested:
-                return item
-            if isinstance(item, Job):
-                item.data.discard()
+        got = await self._until_stop(queue.get())
+        if got is None:
+            return _DONE
+        item = got.result()
+        if item is _DONE or not self.stop.requested:
+            return item
+        if isinstance(item, Job):
+            item.data.discard()
         return _DONE
 
     async def _put(self, queue: asyncio.Queue[Any], item: object) -> bool:
         """Put unless the run is stopping; False if the item was not queued."""
         if item is _DONE and self.stop.requested:
             return False
-        put = asyncio.create_task(queue.put(item))
-        stopping = asyncio.create_task(self.stop.event.wait())
-        try:
-            await asyncio.wait({put, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not put.done():
-                put.cancel()
-        return put.done() and not put.cancelled()
+        return await self._until_stop(queue.put(item)) is not None
 
     # --- step 1: produce ----------------------------------------------------------------------
 
