@@ -58,30 +58,33 @@ async def run(
 ) -> int:
     roots = check_sources(raw_sources, manifests)
     logs.configure(settings.log_level, settings.log_format, settings.api_key)
-    if settings.dry_run:
-        with contextlib.ExitStack() as stack:
-            ledger = await open_ledger(_dry_run_url(settings.db, stack))
-            try:
-                return await _run_with_ledger(settings, roots, ledger, argv=argv)
-            finally:
-                await ledger.close()
-    path = sqlite_path(settings.db)
-    if path is not None:
-        check_sqlite_file(path)  # refuse a file that is not ours before creating anything
-    async with lock.hold(
-        path,
-        wait=settings.wait,
-        describe_holder=lambda: asyncio.to_thread(_describe_holder, path),
-        on_wait=lambda holder: log.info("ledger held by %s; waiting (--wait)", holder),
-    ):
-        ledger = await open_ledger(settings.db)
-        try:
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.dry_run:
+            url = _dry_run_url(settings.db, stack)  # reads only: no lock needed
+        else:
+            url = settings.db
+            await stack.enter_async_context(_held(settings.db, wait=settings.wait))
+        ledger = await open_ledger(url)
+        stack.push_async_callback(ledger.close)
+        if not settings.dry_run:
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-            return await _run_with_ledger(settings, roots, ledger, argv=argv)
-        finally:
-            await ledger.close()
+        return await _run_with_ledger(settings, roots, ledger, argv=argv)
+
+
+def _held(url: str, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
+    """This process's hold on the ledger at `url` (see ledger/lock.py). A file that is not a
+    ledger is refused first, so no lock file is ever created beside it."""
+    path = sqlite_path(url)
+    if path is not None:
+        check_sqlite_file(path)
+    return lock.hold(
+        path,
+        wait=wait,
+        describe_holder=lambda: asyncio.to_thread(_describe_holder, path),
+        on_wait=lambda holder: log.info("ledger held by %s; waiting (--wait)", holder),
+    )
 
 
 def _describe_holder(path: Path | None) -> str:
@@ -105,7 +108,7 @@ def _describe_holder(path: Path | None) -> str:
     return f"run #{run_id} (pid {pid} on {host}, started {_fmt_time(started)})"
 
 
-def _dry_run_url(url: str, stack: contextlib.ExitStack) -> str:
+def _dry_run_url(url: str, stack: contextlib.AsyncExitStack) -> str:
     """A dry run reads the real ledger if there is one, else an empty throwaway one: it never
     creates or changes the real one."""
     path = sqlite_path(url)
@@ -235,10 +238,15 @@ def _deadline(settings: Settings, stop: Stop) -> Iterator[None]:
         handle.cancel()
 
 
-async def _open_existing(settings: Settings) -> Ledger:
-    path = sqlite_path(settings.db)
+def _require_existing(url: str) -> None:
+    """Commands that only read never create a ledger."""
+    path = sqlite_path(url)
     if path is not None and not path.exists():
         raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
+
+
+async def _open_existing(settings: Settings) -> Ledger:
+    _require_existing(settings.db)
     return await open_ledger(settings.db)
 
 
@@ -301,18 +309,11 @@ def _writer(output: str | None) -> Iterator[TextIO]:
 
 async def db(settings: Settings, action: str) -> int:
     if action == "upgrade":
-        path = sqlite_path(settings.db)
-        if path is not None:
-            check_sqlite_file(path)
-        async with lock.hold(
-            path, wait=False, describe_holder=lambda: asyncio.to_thread(_describe_holder, path)
-        ):
+        async with _held(settings.db, wait=False):
             revision = await asyncio.to_thread(upgrade, settings.db)
         print(f"ledger at revision {revision}")
         return Exit.OK
-    path = sqlite_path(settings.db)
-    if path is not None and not path.exists():
-        raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
+    _require_existing(settings.db)
     at, head = await asyncio.to_thread(migrate.current, settings.db)
     state = "up to date" if at == head else f"`ingest db upgrade` brings it to {head}"
     print(f"ledger at revision {at or '(empty)'}; {state}")

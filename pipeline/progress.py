@@ -54,12 +54,13 @@ async def show(tally: Tally, *, enabled: bool, interval: float = 0.25) -> AsyncI
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("", total=None)
 
+        def draw(total: int | None) -> None:
+            description = _line(tally, started)
+            progress.update(task, completed=tally.processed, total=total, description=description)
+
         async def refresh() -> None:
             while True:
-                total = tally.seen if tally.sources_done else None
-                progress.update(
-                    task, completed=tally.processed, total=total, description=_line(tally, started)
-                )
+                draw(tally.seen if tally.sources_done else None)
                 await asyncio.sleep(interval)
 
         ticker = asyncio.create_task(refresh())
@@ -69,6 +70,4 @@ async def show(tally: Tally, *, enabled: bool, interval: float = 0.25) -> AsyncI
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            progress.update(
-                task, completed=tally.processed, total=tally.seen, description=_line(tally, started)
-            )
+            draw(tally.seen)

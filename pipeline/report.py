@@ -47,7 +47,6 @@ class Tally:
     left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0  # attempts beyond the first
     in_flight: int = 0
-    queued_bytes: int = 0  # bytes handed to the upload workers
     would_upload: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     would_upload_bytes: collections.Counter[str] = dataclasses.field(
         default_factory=collections.Counter

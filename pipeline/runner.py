@@ -353,7 +353,6 @@ class Runner:
             data.discard()
             return None
         self._claimed.add(content_id)
-        self.tally.queued_bytes += data.size
         return Job(content_id, entry.source, entry.purpose, entry.filename, audio, data)
 
     def _count_linked(self, entry: Entry, status: str, content_id: int) -> None:

@@ -45,7 +45,6 @@ class Throttle:
         self._calm_until = 0.0
         self._starts: collections.deque[float] = collections.deque(maxlen=512)
         self._lock = asyncio.Lock()
-        self.throttled = 0  # how often the service told us to slow down
 
     async def acquire(self) -> None:
         """Wait until this request may start."""
@@ -61,7 +60,6 @@ class Throttle:
 
     def on_throttled(self, retry_after: float | None) -> None:
         """The service said slow down: pause everyone, and (adaptive) slow the pace."""
-        self.throttled += 1
         now = self._clock()
         if now < self._calm_until:
             return  # the same burst as the last signal: counted once

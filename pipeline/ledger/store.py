@@ -130,13 +130,6 @@ class Ledger:
             )
             return int(result.rowcount or 0)
 
-    async def running_run(self) -> RowMapping | None:
-        async with self.engine.connect() as conn:
-            result = await conn.execute(
-                select(runs).where(runs.c.status == "running").order_by(runs.c.id.desc()).limit(1)
-            )
-            return result.mappings().first()
-
     async def last_runs(self, limit: int = 5) -> list[RowMapping]:
         async with self.engine.connect() as conn:
             result = await conn.execute(select(runs).order_by(runs.c.id.desc()).limit(limit))
