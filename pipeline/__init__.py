@@ -1,7 +1,7 @@
 """ingest: upload audio catalogues to the MiniMax music upload API and remember what was done.
 
 Data flows one way: source -> probe/hash -> ledger -> worker -> api -> ledger.
-See README.md for the command line and ../shared/STYLE.md for the layout.
+README.md describes the command line, the ledger and the layout of this package.
 """
 
 __version__ = "0.1.0"

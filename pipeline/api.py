@@ -3,7 +3,7 @@
 Both failure channels are checked: the HTTP status, and `base_resp.status_code` inside an HTTP 200.
 `classify_http` and `classify_base_resp` are pure, so every kind of answer is unit-tested without a
 network. The aiohttp session is passed in (one per run, owned by the caller). Each attempt builds a
-fresh form and reopens the file: aiohttp cannot resend a body (see shared/LIBRARY-NOTES.md). The
+fresh form and reopens the file: aiohttp cannot send a request body twice. The
 key is sent in the Authorization header and never appears in a log line or an error.
 """
 
@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
+import html
 import json
+import re
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from pipeline.body import Body
 from pipeline.config import Secret
-from pipeline.errors import PermanentError, RunFatal, TransientError
+from pipeline.errors import PermanentError, RunFatal, Slowdown, TransientError
+from pipeline.http import client_errors
+from pipeline.model import UploadResult
+from pipeline.names import wire_filename
 
 MAX_REPLY_BYTES = 1 << 20
 
@@ -34,7 +40,13 @@ TRANSIENT_CODES = {
     1041: "connection limit",
     2045: "rate growth limited",
 }
-THROTTLE_CODES = frozenset({1002, 1039, 1041, 2045})
+# Codes that ask us to slow down, and what to slow: the pace, or the requests open at once.
+SLOWDOWN_CODES: dict[int, Slowdown] = {
+    1002: "rate",
+    1039: "rate",
+    2045: "rate",
+    1041: "concurrency",
+}
 FATAL_CODES = {
     1004: "the API key was refused (1004): check AIMLAPI_API_KEY",
     1008: "the account has no balance left (1008): top up the account",
@@ -46,13 +58,6 @@ FATAL_HTTP = {
     403: "the account is out of credits or not allowed (HTTP 403): check the account",
 }
 TRANSIENT_HTTP = frozenset({408, 425, 429})
-
-
-@dataclasses.dataclass(frozen=True)
-class UploadResult:
-    voice_id: str | None
-    instrumental_id: str | None
-    trace_id: str | None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -71,8 +76,33 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, seconds)
 
 
-def _message(body: Any) -> str:
-    if isinstance(body, dict):
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """An HTTP answer, read (at most MAX_REPLY_BYTES of it) and ready to be judged."""
+
+    status: int
+    content_type: str
+    raw: bytes
+    retry_after: float | None = None
+
+    @functools.cached_property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.raw)
+        except ValueError:
+            return None
+
+    @property
+    def trace_id(self) -> str | None:
+        body = self.json
+        value = body.get("trace_id") if isinstance(body, dict) else None
+        return str(value) if value else None
+
+    def message(self) -> str:
+        """What the service said, from the JSON body's usual places."""
+        body = self.json
+        if not isinstance(body, dict):
+            return ""
         base = body.get("base_resp")
         if isinstance(base, dict) and base.get("status_msg"):
             return str(base["status_msg"])
@@ -80,45 +110,94 @@ def _message(body: Any) -> str:
             if body.get(key):
                 value = body[key]
                 return str(value.get("message", value) if isinstance(value, dict) else value)
-    return ""
+        return ""
+
+    def foreign(self) -> str | None:
+        """When the body is not the service's JSON (a proxy's, CDN's or firewall's page): what
+        it is, e.g. `a text/html page titled "Attention Required! | Cloudflare"`."""
+        if self.json is not None or not self.raw.strip():
+            return None if self.json is not None else f"an empty {self.content_type} body"
+        text = self.raw[:65536].decode("utf-8", "replace")
+        title = _TITLE.search(text)
+        if title:
+            return f'a {self.content_type} page titled "{_clip(title.group(1))}"'
+        line = next((ln for ln in _TAGS.sub(" ", text).splitlines() if ln.strip()), "")
+        return f'a {self.content_type} body starting "{_clip(line)}"'
 
 
-def classify_http(status: int, body: Any, retry_after: float | None) -> Exception | None:
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]*>")
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    text = " ".join(html.unescape(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def classify_http(reply: Reply, *, size: int | None = None) -> Exception | None:
     """The error an HTTP status means, or None for 2xx (then base_resp decides)."""
+    status = reply.status
     if 200 <= status < 300:
         return None
-    detail = _message(body)
+    foreign = reply.foreign()
+    detail = reply.message() or (f"answered by {foreign}" if foreign else "")
     said = f"HTTP {status}" + (f": {detail}" if detail else "")
+    trace = reply.trace_id
     if status in FATAL_HTTP:
+        if foreign is not None:
+            return RunFatal(
+                f"HTTP {status} from something in front of the service ({foreign}): a proxy, "
+                "CDN or firewall refused the request; no upload can pass until that is fixed"
+            )
         return RunFatal(FATAL_HTTP[status] + (f" ({detail})" if detail else ""))
+    if status == 413:
+        sent = f"of {size / 1e6:.1f} MB " if size is not None else ""
+        return PermanentError(
+            f"HTTP 413: the service or a proxy in front of it refused the upload {sent}as too "
+            f"large" + (f" ({detail})" if detail else ""),
+            trace_id=trace,
+        )
     if status in TRANSIENT_HTTP or status >= 500:
-        return TransientError(said, retry_after=retry_after, throttled=status == 429)
-    return PermanentError(said)
+        slowdown: Slowdown | None = "rate" if status == 429 else None
+        return TransientError(
+            said, retry_after=reply.retry_after, slowdown=slowdown, trace_id=trace
+        )
+    return PermanentError(said, trace_id=trace)
 
 
-def classify_base_resp(body: Any, retry_after: float | None) -> Exception | None:
+def classify_base_resp(reply: Reply) -> Exception | None:
     """The error a 2xx reply's base_resp carries, or None when status_code is 0."""
+    body = reply.json
     if not isinstance(body, dict):
-        return TransientError("unexpected reply: not a JSON object")
+        what = reply.foreign() or "a JSON value that is not an object"
+        return TransientError(f"unexpected reply: {what}")
     base = body.get("base_resp")
     if not isinstance(base, dict):
         if body.get("voice_id") or body.get("instrumental_id"):
             return None  # ids without base_resp: the ids are what counts (result_from checks)
-        return TransientError("unexpected reply: no base_resp")
+        return TransientError("unexpected reply: no base_resp", trace_id=reply.trace_id)
     try:
         code = int(base.get("status_code", -1))
     except (TypeError, ValueError):
         shown = base.get("status_code")
-        return TransientError(f"unexpected reply: base_resp status_code {shown!r}")
-    if code == 0:
-        return None
-    msg = str(base.get("status_msg") or "")
+        return TransientError(
+            f"unexpected reply: base_resp status_code {shown!r}", trace_id=reply.trace_id
+        )
+    return None if code == 0 else _base_resp_error(code, str(base.get("status_msg") or ""), reply)
+
+
+def _base_resp_error(code: int, msg: str, reply: Reply) -> Exception:
     said = f"base_resp {code}" + (f": {msg}" if msg else "")
     if code in FATAL_CODES:
         return RunFatal(FATAL_CODES[code] + (f" ({msg})" if msg else ""))
     if code in TRANSIENT_CODES:
-        return TransientError(said, retry_after=retry_after, throttled=code in THROTTLE_CODES)
-    return PermanentError(said)
+        return TransientError(
+            said,
+            retry_after=reply.retry_after,
+            slowdown=SLOWDOWN_CODES.get(code),
+            trace_id=reply.trace_id,
+        )
+    return PermanentError(said, trace_id=reply.trace_id)
 
 
 def result_from(body: dict[str, Any], purpose: str) -> UploadResult:
@@ -129,7 +208,9 @@ def result_from(body: dict[str, Any], purpose: str) -> UploadResult:
     need_voice = purpose in ("song", "voice")
     need_instrumental = purpose in ("song", "instrumental")
     if (need_voice and not voice_id) or (need_instrumental and not instrumental_id):
-        raise TransientError(f"reply without the ids a {purpose} upload returns")
+        raise TransientError(
+            f"reply without the ids a {purpose} upload returns", trace_id=trace_id or None
+        )
     return UploadResult(
         voice_id=str(voice_id) if voice_id else None,
         instrumental_id=str(instrumental_id) if instrumental_id else None,
@@ -137,8 +218,24 @@ def result_from(body: dict[str, Any], purpose: str) -> UploadResult:
     )
 
 
+def build_form(purpose: str, body: Body, filename: str, content_type: str) -> aiohttp.FormData:
+    """The multipart form of one upload. The file name goes out as raw UTF-8 (RFC 7578), not
+    percent-encoded as aiohttp does by default, which parsers keep literally; what HTTP cannot
+    carry is replaced first (see `pipeline.names.wire_filename`)."""
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("purpose", purpose)
+    form.add_field(
+        "file",
+        body.payload(content_type),
+        filename=wire_filename(filename),
+        content_type=content_type,
+    )
+    return form
+
+
 class UploadClient:
-    """Uploads one file per call. Raises TransientError, PermanentError or RunFatal."""
+    """Uploads one body per call. Raises TransientError, PermanentError, SourceChanged or
+    RunFatal."""
 
     def __init__(
         self, session: aiohttp.ClientSession, *, url: str, key: Secret, timeout: float
@@ -149,62 +246,39 @@ class UploadClient:
         self._timeout = timeout
 
     async def upload(
-        self, path: Path, *, purpose: str, filename: str, content_type: str
+        self, body: Body, *, purpose: str, filename: str, content_type: str
     ) -> UploadResult:
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            raise PermanentError(f"cannot read file: {exc.strerror or exc}") from exc
-        with handle:
-            form = aiohttp.FormData()
-            form.add_field("purpose", purpose)
-            form.add_field("file", handle, filename=filename, content_type=content_type)
-            return await self._post(form, purpose)
-
-    async def _post(self, form: aiohttp.FormData, purpose: str) -> UploadResult:
+        form = build_form(purpose, body, filename, content_type)
         # No total timeout: a large body may take long to send. sock_read cuts a silent server.
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout, sock_read=self._timeout
         )
         headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
-        try:
+        with client_errors("upload", timeout=self._timeout):
             async with self._session.post(
                 self._url, data=form, headers=headers, timeout=timeout
             ) as resp:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                body = await _read_json(resp)
-                error = classify_http(resp.status, body, retry_after) or classify_base_resp(
-                    body, retry_after
-                )
-        except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
-            raise TransientError(f"timed out after {self._timeout:g} s without an answer") from exc
-        except aiohttp.ClientError as exc:  # dropped, reset, refused, malformed answer
-            raise TransientError(f"connection failed: {_describe(exc)}") from exc
+                reply = await read_reply(resp)
+        error = classify_http(reply, size=body.size) or classify_base_resp(reply)
         if error is not None:
             raise error
-        assert isinstance(body, dict)  # classify_base_resp accepted it
-        return result_from(body, purpose)
+        return result_from(reply.json, purpose)
 
 
-async def _read_json(resp: aiohttp.ClientResponse) -> Any:
-    """The reply as JSON, None if it is not JSON. Stops reading past MAX_REPLY_BYTES."""
-    if resp.content_length is not None and resp.content_length > MAX_REPLY_BYTES:
-        return None
+async def read_reply(resp: aiohttp.ClientResponse) -> Reply:
+    """The answer's status, type and body; a body past MAX_REPLY_BYTES is cut there."""
     chunks, size = [], 0
     async for chunk in resp.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > MAX_REPLY_BYTES:
-            return None
         chunks.append(chunk)
-    try:
-        return json.loads(b"".join(chunks))
-    except ValueError:
-        return None
+        size += len(chunk)
+        if size >= MAX_REPLY_BYTES:
+            break
+    return Reply(
+        status=resp.status,
+        content_type=resp.content_type or "unknown",
+        raw=b"".join(chunks)[:MAX_REPLY_BYTES],
+        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+    )
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) < 200 else text[:197] + "..."
-
-
-__all__ = ["UploadClient", "UploadResult", "classify_base_resp", "classify_http"]
+__all__ = ["Reply", "UploadClient", "build_form", "classify_base_resp", "classify_http"]

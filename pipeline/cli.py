@@ -1,41 +1,21 @@
-"""The command line: parse -> Settings -> run; outcome -> exit code. Kept thin on purpose.
+"""The command line: parse -> Settings -> run; the outcome is the exit code. Kept thin on purpose.
 
-Exit codes (README.md repeats them):
-    0   every entry done (or skipped as done / failed in an earlier run)
-    1   finished, but this run recorded entries that failed for good
-    2   usage or configuration error; nothing was run
-    3   the ledger is held by another live run
-    4   the time budget (--max-duration) ran out with work left
-    5   the key or the account was refused; entries stay pending
-    6   transient failures left; a rerun should help
-    130 / 143  interrupted by SIGINT / SIGTERM
+The exit codes are listed in `pipeline.outcome` (and README.md): a command that runs to its end
+returns its own code; one that cannot, raises an `IngestError` that carries its code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import enum
 import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from pipeline import __version__
-from pipeline.config import PURPOSES, load_settings
-from pipeline.errors import LedgerError, LedgerHeld, UsageError
-
-
-class Exit(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    USAGE = 2
-    HELD = 3
-    TIME_BUDGET = 4
-    REFUSED = 5
-    TRANSIENT = 6
-    SIGINT = 130
-    SIGTERM = 143
+from pipeline.outcome import Exit
+from pipeline.states import PURPOSES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grace", help="seconds for in-flight uploads after a signal (default 10)")
     run.add_argument(
         "--max-duration", dest="max_duration", help="stop taking new work after this long (2h, 90m)"
+    )
+    run.add_argument(
+        "--min-age", dest="min_age", help="leave files modified less than this long ago (30s, 5m)"
     )
     run.add_argument("--progress", choices=["auto", "always", "never"])
     for flag, help_text in (
@@ -126,6 +109,7 @@ FLAG_SETTINGS = (
     "rate",
     "grace",
     "max_duration",
+    "min_age",
     "progress",
     "dry_run",
     "retry_failed",
@@ -142,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(args, environ=os.environ)
     flags = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
+    from pipeline.config import load_settings
+    from pipeline.errors import IngestError
+
     try:
         settings = load_settings(
             environ=os.environ,
@@ -173,10 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             )
         return asyncio.run(commands.db(settings, args.action))
-    except LedgerHeld as exc:
-        return _fail(Exit.HELD, str(exc))
-    except (UsageError, LedgerError) as exc:
-        return _fail(Exit.USAGE, str(exc))
+    except IngestError as exc:
+        return _fail(exc.exit_code, str(exc))
     except KeyboardInterrupt:
         return _fail(Exit.SIGINT, "interrupted")
     except BrokenPipeError:

@@ -1,5 +1,6 @@
 """What each subcommand does, once the CLI has built Settings. This is the edge where I/O is
-built (aiohttp session, ledger engine, signal handlers, progress display) and passed inward.
+built (aiohttp session, ledger engine and writer, signal handlers, progress display) and passed
+inward; the run itself is `runner.Runner` over the steps in `prepare.py` and `upload.py`.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -16,41 +18,35 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import aiohttp
+from sqlalchemy.exc import DBAPIError
 
 from pipeline import logs, progress
 from pipeline.api import UploadClient
-from pipeline.cli import Exit
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.fetch import HttpFetcher
-from pipeline.ledger import Ledger, lock, migrate, open_ledger
-from pipeline.ledger.migrate import check_sqlite_file, sqlite_path, upgrade
+from pipeline.ledger import Location, lock, migrate, open_ledger
+from pipeline.ledger.location import parse_location
+from pipeline.ledger.migrate import check_file
+from pipeline.ledger.store import Ledger
+from pipeline.ledger.writer import Writer
+from pipeline.model import Stop
+from pipeline.names import shown
+from pipeline.outcome import RUN_STATUS, Exit, run_exit
+from pipeline.plan import Policy
+from pipeline.prepare import Preparer
 from pipeline.report import Tally, export_header, export_line, render_status, render_summary
-from pipeline.runner import Fetcher, Runner, Stop, policy_from
-from pipeline.sources import Source, check_sources, iter_entries
+from pipeline.retry import RetryPolicy
+from pipeline.runner import Runner
+from pipeline.sources import Source, check_sources, iter_batches
+from pipeline.states import RunStatus, StopReason
 from pipeline.throttle import Throttle
+from pipeline.upload import Sender
 
 log = logging.getLogger("pipeline")
-
-
-def exit_code(runner: Runner, tally: Tally) -> Exit:
-    """The outcome of a run, most urgent first."""
-    if runner.fatal is not None:
-        return Exit.REFUSED
-    reason = runner.stop.reason
-    if reason in ("SIGINT", "SIGTERM"):
-        return Exit.SIGINT if reason == "SIGINT" else Exit.SIGTERM
-    if reason == "deadline" and not runner.finished:
-        return Exit.TIME_BUDGET
-    # A bad file needs a person; transient leftovers only need a rerun (which happens anyway).
-    if tally.failed_total:
-        return Exit.FAILED
-    if tally.left_total:
-        return Exit.TRANSIENT
-    return Exit.OK
 
 
 async def run(
@@ -58,13 +54,14 @@ async def run(
 ) -> int:
     roots = check_sources(raw_sources, manifests)
     logs.configure(settings.log_level, settings.log_format, settings.api_key)
+    location = settings.db
     async with contextlib.AsyncExitStack() as stack:
         if settings.dry_run:
-            url = _dry_run_url(settings.db, stack)  # reads only: no lock needed
+            location = _dry_run_location(location, stack)  # reads only: no lock needed
         else:
-            url = settings.db
-            await stack.enter_async_context(_held(settings.db, wait=settings.wait))
-        ledger = await open_ledger(url)
+            check_file(location)  # before the lock: no lock file beside a file that is not ours
+            await stack.enter_async_context(_held(location, wait=settings.wait))
+        ledger = await open_ledger(location, check=False)
         stack.push_async_callback(ledger.close)
         if not settings.dry_run:
             crashed = await ledger.close_abandoned_runs()
@@ -73,12 +70,9 @@ async def run(
         return await _run_with_ledger(settings, roots, ledger, argv=argv)
 
 
-def _held(url: str, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
-    """This process's hold on the ledger at `url` (see ledger/lock.py). A file that is not a
-    ledger is refused first, so no lock file is ever created beside it."""
-    path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_file(path)
+def _held(location: Location, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
+    """This process's hold on the ledger (see ledger/lock.py)."""
+    path = location.path
     return lock.hold(
         path,
         wait=wait,
@@ -108,65 +102,136 @@ def _describe_holder(path: Path | None) -> str:
     return f"run #{run_id} (pid {pid} on {host}, started {_fmt_time(started)})"
 
 
-def _dry_run_url(url: str, stack: contextlib.AsyncExitStack) -> str:
+def _dry_run_location(
+    location: Location, stack: contextlib.ExitStack | contextlib.AsyncExitStack
+) -> Location:
     """A dry run reads the real ledger if there is one, else an empty throwaway one: it never
     creates or changes the real one."""
-    path = sqlite_path(url)
+    path = location.path
     if path is None or path.exists():
-        return url
+        return location
     folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="ingest-dry-"))
-    return f"sqlite+aiosqlite:///{folder}/dry-run.db"
+    return parse_location(f"{folder}/dry-run.db")
 
 
 async def _run_with_ledger(
     settings: Settings, roots: Sequence[Source], ledger: Ledger, *, argv: Sequence[str]
 ) -> int:
     started = time.monotonic()
+    command = shown(shlex.join(["ingest", *argv]))
     run_id = (
         0
         if settings.dry_run
-        else await ledger.start_run(
-            pid=os.getpid(), host=socket.gethostname(), command=" ".join(["ingest", *argv])
-        )
+        else await ledger.start_run(pid=os.getpid(), host=socket.gethostname(), command=command)
     )
-    tally = Tally()
-    stop = Stop()
-    entries = iter_entries(roots, purpose=settings.purpose, stats=tally.crawl)
+    tally, stop = Tally(), Stop()
+    writer = None if settings.dry_run else _writer_for(ledger, run_id, stop)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=settings.timeout, sock_read=settings.timeout
     )
     connector = aiohttp.TCPConnector(limit=settings.concurrency * 2 + 4)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        uploader = None
-        if settings.api_key is not None:
-            uploader = UploadClient(
-                session, url=settings.api_url, key=settings.api_key, timeout=settings.timeout
-            )
-        runner = Runner(
-            settings,
-            ledger=ledger,
-            uploader=uploader,
-            entries=entries,
-            tally=tally,
-            stop=stop,
-            run_id=run_id,
-            throttle=Throttle(settings.rate),
-            fetcher=_fetcher(settings, session, stop),
+    async with contextlib.AsyncExitStack() as stack:
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(connector=connector, timeout=timeout)
         )
+        if writer is not None:
+            await stack.enter_async_context(writer.running())
+        runner, sender = _build(settings, ledger, writer, session, roots, tally, stop)
         with _signals(stop), _deadline(settings, stop):
             async with progress.show(tally, enabled=_progress_wanted(settings)):
                 await runner.run()
-    code = exit_code(runner, tally)
+    code = run_exit(
+        stop.reason, finished=runner.finished, failed=tally.failed_total, left=tally.left_total
+    )
     elapsed = time.monotonic() - started
-    if runner.fatal is not None:
-        print(f"ingest: {runner.fatal} (entries stay pending)", file=sys.stderr)
-    outcome = _outcome(code)
+    _say_why(stop, sender, writer)
     if not settings.dry_run:
-        await ledger.finish_run(
-            run_id, status=outcome, exit_code=int(code), summary=tally.as_dict(elapsed)
-        )
-    print(render_summary(tally, elapsed=elapsed, outcome=outcome, dry_run=settings.dry_run))
+        await _finish(ledger, run_id, code, tally.as_dict(elapsed))
+    status = RUN_STATUS.get(code, RunStatus.FINISHED)
+    print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
     return int(code)
+
+
+def _writer_for(ledger: Ledger, run_id: int, stop: Stop) -> Writer:
+    writer = Writer(
+        ledger.engine,
+        dialect=ledger.dialect,
+        shown=ledger.location.shown,
+        clock=ledger.clock,
+        run_id=run_id,
+    )
+    writer.on_failure = lambda _: stop.request(StopReason.LEDGER)
+    return writer
+
+
+def _build(
+    settings: Settings,
+    ledger: Ledger,
+    writer: Writer | None,
+    session: aiohttp.ClientSession,
+    roots: Sequence[Source],
+    tally: Tally,
+    stop: Stop,
+) -> tuple[Runner, Sender | None]:
+    policy = Policy(
+        retry_failed=settings.retry_failed,
+        min_age_ns=None if settings.min_age is None else int(settings.min_age * 1e9),
+    )
+    preparer = Preparer(
+        ledger=ledger,
+        writer=writer,
+        fetcher=_fetcher(settings, session, stop),
+        tally=tally,
+        policy=policy,
+    )
+    sender = None
+    if writer is not None and settings.api_key is not None:
+        uploader = UploadClient(
+            session, url=settings.api_url, key=settings.api_key, timeout=settings.timeout
+        )
+        sender = Sender(
+            uploader=uploader,
+            writer=writer,
+            throttle=Throttle(settings.rate),
+            policy=policy_from(settings),
+            stop=stop,
+            tally=tally,
+            concurrency=settings.concurrency,
+        )
+    runner = Runner(
+        batches=iter_batches(roots, purpose=settings.purpose, stats=tally.crawl),
+        preparer=preparer,
+        send=None if sender is None else sender.send,
+        stop=stop,
+        concurrency=settings.concurrency,
+        grace=settings.grace,
+        on_sources_done=tally.mark_sources_done,
+    )
+    return runner, sender
+
+
+def _say_why(stop: Stop, sender: Sender | None, writer: Writer | None) -> None:
+    if sender is not None and sender.fatal is not None:
+        print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
+    if writer is not None and writer.failure is not None:
+        print(
+            f"ingest: {writer.failure}; the run stopped. What was recorded before is kept: free "
+            "space (or fix the ledger's folder) and run again to resume",
+            file=sys.stderr,
+        )
+
+
+async def _finish(ledger: Ledger, run_id: int, code: Exit, summary: dict[str, Any]) -> None:
+    """Record how the run ended; a ledger that cannot be written any more is reported, once."""
+    try:
+        await ledger.finish_run(
+            run_id,
+            status=RUN_STATUS.get(code, RunStatus.FINISHED),
+            exit_code=int(code),
+            summary=summary,
+        )
+    except DBAPIError as exc:
+        log.warning("could not record how the run ended in the ledger: %s", exc.orig)
 
 
 def _progress_wanted(settings: Settings) -> bool:
@@ -175,19 +240,16 @@ def _progress_wanted(settings: Settings) -> bool:
     return settings.progress == "always"
 
 
-def _outcome(code: Exit) -> str:
-    return {
-        Exit.OK: "finished",
-        Exit.FAILED: "finished",
-        Exit.TRANSIENT: "finished",
-        Exit.TIME_BUDGET: "time-budget",
-        Exit.REFUSED: "refused",
-        Exit.SIGINT: "interrupted",
-        Exit.SIGTERM: "interrupted",
-    }.get(code, "finished")
+def policy_from(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=settings.max_attempts,
+        base=settings.backoff_base,
+        cap=settings.backoff_max,
+        max_total_wait=settings.max_backoff,
+    )
 
 
-def _fetcher(settings: Settings, session: aiohttp.ClientSession, stop: Stop) -> Fetcher:
+def _fetcher(settings: Settings, session: aiohttp.ClientSession, stop: Stop) -> HttpFetcher:
     async def sleep(seconds: float) -> None:
         # Backoff between download attempts ends early when the run is stopping.
         with contextlib.suppress(TimeoutError):
@@ -209,13 +271,13 @@ def _signals(stop: Stop) -> Iterator[None]:
 
     def handle(signum: int) -> None:
         name = signal.Signals(signum).name
-        if stop.requested and stop.reason in ("SIGINT", "SIGTERM"):
+        if stop.reason in (StopReason.SIGINT, StopReason.SIGTERM):
             print(f"ingest: second {name}: aborting now", file=sys.stderr)
             os._exit(Exit.SIGINT if signum == signal.SIGINT else Exit.SIGTERM)
         print(
             f"ingest: {name}: finishing uploads in flight (send it again to abort)", file=sys.stderr
         )
-        stop.request(name)
+        stop.request(StopReason(name))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, handle, sig)
@@ -231,16 +293,18 @@ def _deadline(settings: Settings, stop: Stop) -> Iterator[None]:
     if settings.max_duration is None:
         yield
         return
-    handle = asyncio.get_running_loop().call_later(settings.max_duration, stop.request, "deadline")
+    handle = asyncio.get_running_loop().call_later(
+        settings.max_duration, stop.request, StopReason.DEADLINE
+    )
     try:
         yield
     finally:
         handle.cancel()
 
 
-def _require_existing(url: str) -> None:
+def _require_existing(location: Location) -> None:
     """Commands that only read never create a ledger."""
-    path = sqlite_path(url)
+    path = location.path
     if path is not None and not path.exists():
         raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
 
@@ -309,12 +373,13 @@ def _writer(output: str | None) -> Iterator[TextIO]:
 
 async def db(settings: Settings, action: str) -> int:
     if action == "upgrade":
+        check_file(settings.db)
         async with _held(settings.db, wait=False):
-            revision = await asyncio.to_thread(upgrade, settings.db)
+            revision = await migrate.upgrade(settings.db, check=False)
         print(f"ledger at revision {revision}")
         return Exit.OK
     _require_existing(settings.db)
-    at, head = await asyncio.to_thread(migrate.current, settings.db)
+    at, head = await migrate.current(settings.db)
     state = "up to date" if at == head else f"`ingest db upgrade` brings it to {head}"
     print(f"ledger at revision {at or '(empty)'}; {state}")
     return Exit.OK

@@ -18,10 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError, UsageError
+from pipeline.ledger.location import Location, parse_location
+from pipeline.states import PURPOSES as PURPOSES  # re-exported for the sources and sandbox
 
 DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
 DEFAULT_DB = "ingest.db"
-PURPOSES = ("song", "voice", "instrumental")
 KEY_ENV = "AIMLAPI_API_KEY"
 ENV_PREFIX = "INGEST_"
 
@@ -146,17 +147,9 @@ def parse_api_url(raw: object) -> str:
     return text
 
 
-def parse_db(raw: object) -> str:
-    """An SQLAlchemy URL, or a plain file path meaning an SQLite file. Sync SQLite URLs get the
-    async driver."""
-    text = str(raw).strip()
-    if not text:
-        raise ValueError("empty ledger URL")
-    if "://" not in text:
-        return "sqlite+aiosqlite:///" + str(Path(text).expanduser())
-    if text.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + text[len("sqlite://") :]
-    return text
+def parse_db(raw: object) -> Location:
+    """A file path (an SQLite file) or a database URL (sqlite://, postgresql://)."""
+    return parse_location(raw if isinstance(raw, Location) else str(raw))
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -192,10 +185,11 @@ class Settings:
         "Purpose for every entry: song, voice or instrumental. Unset: taken from the folder name "
         "(song/songs, voice/vocals/acapella, instrumental/instrumentals) or the manifest row.",
     )
-    db: str = _field(
+    db: Location = _field(
         parse_db(DEFAULT_DB),
         parse_db,
-        "The ledger: an SQLAlchemy URL or a file path (an SQLite file).",
+        "The ledger: a file path (an SQLite file) or a database URL (sqlite:///path, "
+        "postgresql://user@host/db).",
     )
     api_url: str = _field(DEFAULT_API_URL, parse_api_url, "The upload endpoint.")
     api_key_file: str | None = _field(
@@ -240,6 +234,12 @@ class Settings:
         None,
         _optional(parse_duration),
         "Stop taking new work after this long (2h, 90m); exit 4 if work is left.",
+    )
+    min_age: float | None = _field(
+        None,
+        _optional(parse_duration),
+        "Leave files modified less than this long ago alone (30s, 5m): a copy may still be "
+        "in progress. Unset: take every file.",
     )
     retry_failed: bool = _field(False, parse_bool, "Retry entries that failed for good earlier.")
     dry_run: bool = _field(

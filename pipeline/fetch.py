@@ -19,9 +19,11 @@ import aiofiles
 import aiohttp
 
 from pipeline.api import parse_retry_after
-from pipeline.errors import PermanentError, TransientError
+from pipeline.body import Body
+from pipeline.errors import EntryError, PermanentError, TransientError
+from pipeline.http import client_errors, describe
+from pipeline.model import Located
 from pipeline.retry import RetryPolicy, Sleep, retrying
-from pipeline.runner import Fetched
 
 MAX_REDIRECTS = 5
 CHUNK = 1 << 16
@@ -49,13 +51,13 @@ class HttpFetcher:
         self._sleep = sleep
         self._folder = folder
 
-    async def fetch(self, url: str) -> Fetched:
+    async def fetch(self, url: str) -> Located:
         async for attempt in retrying(self._policy, sleep=self._sleep):
             with attempt:
                 return await self._once(url)
         raise AssertionError("unreachable: retrying re-raises the last error")
 
-    async def _once(self, url: str) -> Fetched:
+    async def _once(self, url: str) -> Located:
         fd, name = tempfile.mkstemp(prefix="ingest-", suffix=".part", dir=self._folder)
         os.close(fd)
         path = Path(name)
@@ -65,31 +67,26 @@ class HttpFetcher:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             raise
-        return Fetched(path, digest, size, temporary=True)
+        return Located(digest, Body(size=size, path=str(path)), temporary=path)
 
     async def _download(self, url: str, path: Path) -> tuple[str, int]:
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout, sock_read=self._timeout
         )
         try:
-            async with self._session.get(
-                url, timeout=timeout, max_redirects=MAX_REDIRECTS, allow_redirects=True
-            ) as resp:
-                _check_status(resp)
-                if resp.content_length is not None and resp.content_length > self._max_size:
-                    raise PermanentError(
-                        f"download larger than --max-file-size ({_mb(resp.content_length)} > "
-                        f"{_mb(self._max_size)})"
-                    )
-                return await self._stream(resp, path)
-        except aiohttp.TooManyRedirects as exc:
-            raise PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects") from exc
-        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlRedirectClientError) as exc:
-            raise PermanentError(f"download failed: bad URL or redirect: {exc}") from exc
-        except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
-            raise TransientError(f"download timed out: no data for {self._timeout:g} s") from exc
-        except aiohttp.ClientError as exc:  # dropped, reset, refused, malformed answer
-            raise TransientError(f"download failed: {exc or type(exc).__name__}") from exc
+            with client_errors("download", timeout=self._timeout):
+                async with self._session.get(
+                    url, timeout=timeout, max_redirects=MAX_REDIRECTS, allow_redirects=True
+                ) as resp:
+                    _check_status(resp)
+                    if resp.content_length is not None and resp.content_length > self._max_size:
+                        raise PermanentError(
+                            f"download larger than --max-file-size "
+                            f"({_mb(resp.content_length)} > {_mb(self._max_size)})"
+                        )
+                    return await self._stream(resp, path)
+        except TransientError as exc:
+            raise _permanent_if_bad_url(exc) from exc.__cause__
 
     async def _stream(self, resp: aiohttp.ClientResponse, path: Path) -> tuple[str, int]:
         digest, size = hashlib.sha256(), 0
@@ -103,6 +100,16 @@ class HttpFetcher:
                 digest.update(chunk)
                 await out.write(chunk)
         return digest.hexdigest(), size
+
+
+def _permanent_if_bad_url(exc: TransientError) -> EntryError:
+    """Too many redirects or a bad URL (or a redirect to one) will not get better by retrying."""
+    cause = exc.__cause__
+    if isinstance(cause, aiohttp.TooManyRedirects):
+        return PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects")
+    if isinstance(cause, aiohttp.InvalidURL | aiohttp.NonHttpUrlRedirectClientError):
+        return PermanentError(f"download failed: bad URL or redirect: {describe(cause)}")
+    return exc
 
 
 def _check_status(resp: aiohttp.ClientResponse) -> None:

@@ -43,6 +43,7 @@ class Tally:
     deduplicated: int = 0  # sources whose bytes were uploaded for another source
     skipped_done: int = 0  # done in an earlier run
     skipped_failed: int = 0  # failed for good in an earlier run, not retried
+    young: int = 0  # modified less recently than --min-age: left alone
     failed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0  # attempts beyond the first
@@ -54,6 +55,9 @@ class Tally:
     crawl: CrawlStats = dataclasses.field(default_factory=CrawlStats)
     sources_done: bool = False  # every entry has been read from the sources
 
+    def mark_sources_done(self) -> None:
+        self.sources_done = True
+
     @property
     def processed(self) -> int:
         """Entries dealt with, one way or another."""
@@ -62,6 +66,7 @@ class Tally:
             + self.deduplicated
             + self.skipped_done
             + self.skipped_failed
+            + self.young
             + self.failed_total
             + self.left_total
             + sum(self.would_upload.values())
@@ -83,6 +88,7 @@ class Tally:
             "deduplicated": self.deduplicated,
             "skipped_done": self.skipped_done,
             "skipped_failed": self.skipped_failed,
+            "young": self.young,
             "failed": self.failed_total,
             "failed_by_reason": dict(self.failed.most_common(20)),
             "left_for_next_run": self.left_total,
@@ -91,6 +97,11 @@ class Tally:
             "ignored_files": self.crawl.ignored,
             "elapsed_s": round(elapsed, 3),
         }
+
+
+def reason_key(reason: str) -> str:
+    """Group reasons in the summary: the part before any per-file detail."""
+    return reason.split(" (", 1)[0][:120]
 
 
 def human_size(n: float) -> str:
@@ -128,6 +139,8 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
     lines.append(f"  left for next run {tally.left_total}")
     lines += [f"      {n:>6}  {reason}" for reason, n in tally.left.most_common(8)]
     lines.append(f"  retries           {tally.retries}")
+    if tally.young:
+        lines.append(f"  too new, left     {tally.young} (modified less than --min-age ago)")
     if tally.crawl.ignored or tally.crawl.hidden or tally.crawl.loops:
         lines.append(
             f"  not audio, ignored {tally.crawl.ignored}; hidden skipped {tally.crawl.hidden}; "

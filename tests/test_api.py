@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,11 +11,13 @@ import pytest
 from aioresponses import aioresponses
 
 from pipeline.api import (
+    Reply,
     UploadClient,
     classify_base_resp,
     classify_http,
     parse_retry_after,
 )
+from pipeline.body import Body
 from pipeline.config import Secret
 from pipeline.errors import PermanentError, RunFatal, TransientError
 from pipeline.samples import write_wav
@@ -40,11 +43,52 @@ KEY = "sk-test-key-123"
     ],
 )
 def test_http_status_classes(status: int, kind: type[Exception]) -> None:
-    assert isinstance(classify_http(status, {"message": "m"}, None), kind)
+    assert isinstance(classify_http(reply({"message": "m"}, status)), kind)
+
+
+def reply(body: object, status: int = 200, retry_after: float | None = None) -> Reply:
+    return Reply(status, "application/json", json.dumps(body).encode(), retry_after)
+
+
+def page(status: int, html: bytes, content_type: str = "text/html") -> Reply:
+    return Reply(status, content_type, html)
 
 
 def test_http_2xx_leaves_it_to_base_resp() -> None:
-    assert classify_http(200, {}, None) is None
+    assert classify_http(reply({})) is None
+
+
+def test_a_proxy_403_page_is_named_and_still_stops_the_run() -> None:
+    html = b"<html><head><title>Attention Required! | Cloudflare</title></head><body>..."
+    error = classify_http(page(403, html))
+    assert isinstance(error, RunFatal)
+    assert "in front of the service" in str(error) and "out of credits" not in str(error)
+    assert 'text/html page titled "Attention Required! | Cloudflare"' in str(error)
+    plain = classify_http(page(403, b"Forbidden by policy\n", "text/plain"))
+    assert 'text/plain body starting "Forbidden by policy"' in str(plain)
+    assert "out of credits" in str(classify_http(reply({"message": "no credits"}, 403)))
+
+
+def test_413_names_the_size_sent_and_who_may_have_refused_it() -> None:
+    error = classify_http(
+        page(413, b"<title>413 Request Entity Too Large</title>"), size=53_200_000
+    )
+    assert isinstance(error, PermanentError)
+    assert "53.2 MB" in error.reason and "service or a proxy" in error.reason
+
+
+def test_a_5xx_page_from_a_gateway_is_transient_and_says_what_answered() -> None:
+    error = classify_http(page(502, b"<html><title>502 Bad Gateway</title>"))
+    assert isinstance(error, TransientError)
+    assert error.reason == 'HTTP 502: answered by a text/html page titled "502 Bad Gateway"'
+
+
+def test_failures_keep_the_trace_id() -> None:
+    said = {"trace_id": "tr-1", "base_resp": {"status_code": 2013, "status_msg": "bad"}}
+    assert classify_base_resp(reply(said)).trace_id == "tr-1"  # type: ignore[union-attr]
+    busy = {"trace_id": "tr-2", "base_resp": {"status_code": 1002}}
+    assert classify_base_resp(reply(busy)).trace_id == "tr-2"  # type: ignore[union-attr]
+    assert classify_http(reply({"trace_id": "tr-3"}, 500)).trace_id == "tr-3"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -70,24 +114,28 @@ def test_http_2xx_leaves_it_to_base_resp() -> None:
     ],
 )
 def test_base_resp_codes(code: int, kind: type[Exception]) -> None:
-    error = classify_base_resp({"base_resp": {"status_code": code, "status_msg": "said"}}, None)
+    error = classify_base_resp(reply({"base_resp": {"status_code": code, "status_msg": "said"}}))
     assert isinstance(error, kind)
 
 
 def test_ids_without_base_resp_are_accepted_but_nothing_else_is() -> None:
-    assert classify_base_resp({"voice_id": "v", "instrumental_id": "i"}, None) is None
-    assert isinstance(classify_base_resp({"trace_id": "t"}, None), TransientError)
-    assert isinstance(classify_base_resp({"base_resp": {"status_code": "x"}}, None), TransientError)
+    assert classify_base_resp(reply({"voice_id": "v", "instrumental_id": "i"})) is None
+    assert isinstance(classify_base_resp(reply({"trace_id": "t"})), TransientError)
+    odd = reply({"base_resp": {"status_code": "x"}})
+    assert isinstance(classify_base_resp(odd), TransientError)
 
 
-def test_throttle_codes_slow_the_pool() -> None:
-    for code in (1002, 2045):
-        error = classify_base_resp({"base_resp": {"status_code": code}}, 2.0)
-        assert isinstance(error, TransientError) and error.throttled and error.retry_after == 2.0
-    error = classify_http(429, None, 3.0)
-    assert isinstance(error, TransientError) and error.throttled
-    error = classify_http(503, None, None)
-    assert isinstance(error, TransientError) and not error.throttled
+def test_slowdown_codes_say_what_to_slow() -> None:
+    for code in (1002, 2045, 1039):
+        error = classify_base_resp(reply({"base_resp": {"status_code": code}}, retry_after=2.0))
+        assert isinstance(error, TransientError) and error.retry_after == 2.0
+        assert error.slowdown == "rate"
+    error = classify_base_resp(reply({"base_resp": {"status_code": 1041}}))
+    assert isinstance(error, TransientError) and error.slowdown == "concurrency"
+    error = classify_http(reply(None, 429, 3.0))
+    assert isinstance(error, TransientError) and error.slowdown == "rate"
+    error = classify_http(reply(None, 503))
+    assert isinstance(error, TransientError) and error.slowdown is None
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -109,7 +157,8 @@ def wav(tmp_path: Path) -> Path:
 
 
 async def upload(client: UploadClient, wav: Path, purpose: str = "song") -> object:
-    return await client.upload(wav, purpose=purpose, filename="a.wav", content_type="audio/wav")
+    body = Body(size=wav.stat().st_size, path=str(wav), mtime_ns=wav.stat().st_mtime_ns)
+    return await client.upload(body, purpose=purpose, filename="a.wav", content_type="audio/wav")
 
 
 async def test_success_returns_ids_and_sends_the_key(client: UploadClient, wav: Path) -> None:
@@ -162,7 +211,7 @@ async def test_connection_errors_and_timeouts_are_transient(
     with aioresponses() as mocked:
         mocked.post(URL, exception=aiohttp.ServerDisconnectedError())
         mocked.post(URL, exception=TimeoutError())
-        with pytest.raises(TransientError, match="connection failed"):
+        with pytest.raises(TransientError, match="upload failed"):
             await upload(client, wav)
         with pytest.raises(TransientError, match="timed out"):
             await upload(client, wav)
@@ -171,7 +220,7 @@ async def test_connection_errors_and_timeouts_are_transient(
 async def test_unparsable_reply_is_transient(client: UploadClient, wav: Path) -> None:
     with aioresponses() as mocked:
         mocked.post(URL, body="<html>gateway</html>", status=200)
-        with pytest.raises(TransientError, match="not a JSON object"):
+        with pytest.raises(TransientError, match='unexpected reply: .* body starting "gateway"'):
             await upload(client, wav)
 
 
@@ -183,10 +232,3 @@ async def test_reply_without_promised_ids_is_not_done(client: UploadClient, wav:
         mocked.post(URL, payload={"voice_id": "v", "base_resp": {"status_code": 0}})
         result = await upload(client, wav, purpose="voice")
     assert result.voice_id == "v"  # type: ignore[attr-defined]
-
-
-async def test_unreadable_file_is_permanent(client: UploadClient, tmp_path: Path) -> None:
-    with pytest.raises(PermanentError, match="cannot read file"):
-        await client.upload(
-            tmp_path / "gone.wav", purpose="song", filename="gone.wav", content_type="audio/wav"
-        )

@@ -25,7 +25,7 @@ def test_defaults_without_any_layer() -> None:
     assert settings.concurrency == 8
     assert settings.max_attempts == 6
     assert settings.api_url == DEFAULT_API_URL
-    assert settings.db == "sqlite+aiosqlite:///ingest.db"
+    assert settings.db.path == Path("ingest.db") and settings.db.dialect == "sqlite"
     assert settings.api_key is None
 
 
@@ -85,9 +85,26 @@ def test_parse_duration_rejects(bad: str) -> None:
         parse_duration(bad)
 
 
-def test_db_accepts_paths_and_sync_sqlite_urls() -> None:
-    assert parse_db("/tmp/a.db") == "sqlite+aiosqlite:////tmp/a.db"
-    assert parse_db("sqlite:///rel.db") == "sqlite+aiosqlite:///rel.db"
+def test_db_accepts_paths_and_urls_and_picks_the_async_drivers() -> None:
+    assert parse_db("/tmp/a.db").url.render_as_string() == "sqlite+aiosqlite:////tmp/a.db"
+    assert parse_db("sqlite:///rel.db").url.drivername == "sqlite+aiosqlite"
+    assert parse_db("sqlite:///rel.db").path == Path("rel.db")
+    pg = parse_db("postgresql://ingest:s3cret@db.internal:5433/cat")
+    assert pg.url.drivername == "postgresql+asyncpg" and pg.path is None
+    assert parse_db("postgresql+asyncpg://db.internal/cat").url.drivername == "postgresql+asyncpg"
+
+
+def test_db_shown_never_carries_the_credentials() -> None:
+    pg = parse_db("postgresql://ingest:s3cret@db.internal:5433/cat")
+    assert "s3cret" not in pg.shown and "ingest" not in pg.shown
+    assert "s3cret" not in repr(pg) and "s3cret" not in str(pg)
+    assert pg.shown == "postgresql+asyncpg://db.internal:5433/cat"
+
+
+@pytest.mark.parametrize("bad", ["mysql://x/y", "oracle://a"])
+def test_db_refuses_other_databases(bad: str) -> None:
+    with pytest.raises(ValueError, match="unsupported database"):
+        parse_db(bad)
 
 
 @pytest.mark.parametrize(

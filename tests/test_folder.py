@@ -12,7 +12,7 @@ from pipeline.sources.folder import NO_PURPOSE, folder_purpose, walk_folder
 
 async def crawl(root: Path, purpose: str | None = None) -> tuple[list[Entry], CrawlStats]:
     stats = CrawlStats()
-    entries = [e async for e in walk_folder(root, purpose=purpose, stats=stats)]
+    entries = [e async for batch in walk_folder(root, purpose=purpose, stats=stats) for e in batch]
     return entries, stats
 
 
@@ -89,15 +89,15 @@ async def test_streams_before_the_tree_is_listed(
     for i in range(20):
         touch(tmp_path / "song" / f"d{i:02d}" / "a.wav")
     listed: list[str] = []
-    real = folder_mod._list_dir
+    real = folder_mod.list_dir
 
-    def counting(path: str) -> tuple[list[str], list[str], int, bool]:
+    def counting(path: str) -> folder_mod.Listing:
         listed.append(path)
         return real(path)
 
-    monkeypatch.setattr(folder_mod, "_list_dir", counting)
+    monkeypatch.setattr(folder_mod, "list_dir", counting)
     walker = walk_folder(tmp_path, purpose=None, stats=CrawlStats())
     first = await anext(walker)
-    assert first.filename == "a.wav"
+    assert [e.filename for e in first] == ["a.wav"]
     assert len(listed) == 3  # root, song/, song/d00/: not the other 19 folders
     await walker.aclose()

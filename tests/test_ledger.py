@@ -1,7 +1,8 @@
-"""The ledger on a real SQLite file: migrations, refusals, content dedupe, derived status."""
+"""The ledger on a real SQLite file: migrations, refusals, the batched writer, derived status."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,24 +11,34 @@ import pytest
 from sqlalchemy import create_engine, inspect
 
 from pipeline.errors import LedgerError
-from pipeline.ledger import Ledger, SourceFacts, open_ledger
-from pipeline.ledger.migrate import upgrade
+from pipeline.ledger import open_ledger
+from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
-
-
-def url(path: Path) -> str:
-    return f"sqlite+aiosqlite:///{path}"
+from pipeline.ledger.store import Ledger, SourceFacts
+from pipeline.ledger.writer import Writer
+from pipeline.model import UploadResult
+from pipeline.states import SourceStatus
 
 
 @pytest.fixture
 async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    ledger = await open_ledger(url(tmp_path / "ingest.db"))
+    ledger = await open_ledger(str(tmp_path / "ingest.db"))
     yield ledger
     await ledger.close()
 
 
+@pytest.fixture
+async def writer(ledger: Ledger) -> AsyncIterator[Writer]:
+    run_id = await ledger.start_run(pid=1, host="h", command="c")
+    writer = Writer(
+        ledger.engine, dialect=ledger.dialect, shown="l", clock=ledger.clock, run_id=run_id
+    )
+    async with writer.running():
+        yield writer
+
+
 def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    upgrade(url(tmp_path / "a.db"))
+    asyncio.run(upgrade(str(tmp_path / "a.db")))
     engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
     inspector = inspect(engine)
     for table in metadata.sorted_tables:
@@ -38,15 +49,10 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_ledger_uses_wal(tmp_path: Path) -> None:
-    async def touch() -> None:
-        ledger = await open_ledger(url(tmp_path / "w.db"))
-        await ledger.start_run(pid=1, host="h", command="c")
-        await ledger.close()
-
-    import asyncio
-
-    asyncio.run(touch())
+async def test_ledger_uses_wal(tmp_path: Path) -> None:
+    ledger = await open_ledger(str(tmp_path / "w.db"))
+    await ledger.start_run(pid=1, host="h", command="c")
+    await ledger.close()
     mode = sqlite3.connect(tmp_path / "w.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -56,7 +62,7 @@ def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
     path.write_bytes(b"my precious notes\n" * 100)
     before = path.read_bytes(), path.stat().st_mtime_ns
     with pytest.raises(LedgerError, match="not an ingest ledger"):
-        upgrade(url(path))
+        asyncio.run(upgrade(str(path)))
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
@@ -66,84 +72,146 @@ def test_someone_elses_sqlite_database_is_refused_untouched(tmp_path: Path) -> N
         conn.execute("CREATE TABLE invoices (id INTEGER)")
     before = path.read_bytes()
     with pytest.raises(LedgerError, match="other tables: invoices"):
-        upgrade(url(path))
+        asyncio.run(upgrade(str(path)))
     assert path.read_bytes() == before
 
 
 def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    upgrade(url(path))
+    asyncio.run(upgrade(str(path)))
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     before = path.read_bytes()
     with pytest.raises(LedgerError, match="newer than this ingest knows"):
-        upgrade(url(path))
+        asyncio.run(upgrade(str(path)))
     assert path.read_bytes() == before
 
 
 def test_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LedgerError, match="does not exist"):
-        upgrade(url(tmp_path / "no" / "such" / "x.db"))
+        asyncio.run(upgrade(str(tmp_path / "no" / "such" / "x.db")))
 
 
-def facts(source: str, sha: str = "a" * 64, purpose: str = "song") -> SourceFacts:
-    return SourceFacts(source=source, purpose=purpose, kind="file", size=10, mtime_ns=1, sha256=sha)
+def test_a_half_created_ledger_of_ours_is_built_again(tmp_path: Path) -> None:
+    """What an older ingest left when killed while creating its tables: some of them, and an
+    empty version table."""
+    path = tmp_path / "half.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+        conn.execute("CREATE TABLE contents (id INTEGER PRIMARY KEY)")
+    assert asyncio.run(upgrade(str(path))) == asyncio.run(current(str(path)))[1]
+    with sqlite3.connect(path) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"contents", "sources", "runs", "alembic_version"} <= tables
 
 
-async def test_same_bytes_same_purpose_share_one_content(ledger: Ledger) -> None:
-    first = await ledger.content_for("a" * 64, "song", 10)
-    assert first[1:] == ("pending", False)
-    again = await ledger.content_for("a" * 64, "song", 10)
-    other_purpose = await ledger.content_for("a" * 64, "voice", 10)
-    assert first == again and first[0] != other_purpose[0]
+def test_tables_of_ours_holding_rows_without_a_version_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY)")
+        conn.execute("INSERT INTO runs VALUES (1)")
+    with pytest.raises(LedgerError, match="no schema version"):
+        asyncio.run(upgrade(str(path)))
 
 
-async def test_sources_take_their_status_and_ids_from_the_content(ledger: Ledger) -> None:
-    run = await ledger.start_run(pid=1, host="h", command="c")
-    content_id, _, _ = await ledger.content_for("a" * 64, "song", 10)
-    for name in ("/x/one.wav", "/x/two.wav"):
-        await ledger.record_source(facts(name), run_id=run, content_id=content_id)
-    await ledger.record_source(facts("/x/bad.wav"), run_id=run, status="failed", error="empty")
+def test_db_current_reads_without_upgrading(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    sqlite3.connect(path).close()
+    at, head = asyncio.run(current(str(path)))
+    assert at is None
+    assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+    asyncio.run(upgrade(str(path)))
+    assert asyncio.run(current(str(path))) == (head, head)
+
+
+def facts(source: str, purpose: str = "song") -> SourceFacts:
+    return SourceFacts(source=source, purpose=purpose, kind="file", size=10, mtime_ns=1)
+
+
+async def test_same_bytes_same_purpose_share_one_content(writer: Writer) -> None:
+    first = await writer.link(facts("/x/a.wav"), sha256="a" * 64, size=10)
+    again = await writer.link(facts("/x/b.wav"), sha256="a" * 64, size=10)
+    other = await writer.link(facts("/x/c.wav", "voice"), sha256="a" * 64, size=10)
+    assert (first.status, first.retryable) == ("pending", False)
+    assert first.content_id == again.content_id != other.content_id
+
+
+async def test_links_queued_together_are_committed_together(writer: Writer) -> None:
+    links = await asyncio.gather(
+        *(writer.link(facts(f"/x/{i}.wav"), sha256=f"{i % 3:064d}", size=1) for i in range(30))
+    )
+    assert len({link.content_id for link in links}) == 3
+
+
+async def test_sources_take_their_status_and_ids_from_the_content(
+    ledger: Ledger, writer: Writer
+) -> None:
+    link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
+    await writer.link(facts("/x/two.wav"), sha256="a" * 64, size=10)
+    writer.record_source(facts("/x/bad.wav"), status=SourceStatus.FAILED, error="empty")
+    await writer.flush()
     rows = {r["source"]: r async for r in ledger.export_rows()}
     assert [rows[n]["status"] for n in ("/x/one.wav", "/x/two.wav", "/x/bad.wav")] == [
         "pending",
         "pending",
         "failed",
     ]
-    assert await ledger.mark_attempt(content_id) == 1
-    await ledger.mark_done(content_id, voice_id="v1", instrumental_id="i1", trace_id="t")
+    writer.attempt(link.content_id)
+    await writer.done(link.content_id, UploadResult("v1", "i1", "t"))
     rows = {r["source"]: r async for r in ledger.export_rows("done")}
     assert set(rows) == {"/x/one.wav", "/x/two.wav"}
     assert all(
-        (r["voice_id"], r["instrumental_id"], r["attempts"]) == ("v1", "i1", 1)
+        (r["voice_id"], r["instrumental_id"], r["attempts"], r["trace_id"]) == ("v1", "i1", 1, "t")
         for r in rows.values()
     )
-    state = await ledger.find_source("/x/two.wav", "song")
-    assert state is not None and state.effective_status() == "done"
+    states = await ledger.states(["/x/two.wav"])
+    assert states[("/x/two.wav", "song")].effective_status() == "done"
 
 
-async def test_a_purpose_given_later_replaces_the_no_purpose_failure(ledger: Ledger) -> None:
-    run = await ledger.start_run(pid=1, host="h", command="c")
-    await ledger.record_source(
-        facts("/x/a.wav", purpose=""), run_id=run, status="failed", error="no purpose"
+async def test_a_failure_keeps_its_trace_id(ledger: Ledger, writer: Writer) -> None:
+    link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
+    await writer.failed(link.content_id, "base_resp 2013: bad", trace_id="tr-1", retryable=False)
+    (row,) = [r async for r in ledger.export_rows()]
+    assert (row["status"], row["trace_id"], row["error"]) == (
+        "failed",
+        "tr-1",
+        "base_resp 2013: bad",
     )
-    await ledger.record_source(facts("/x/a.wav", purpose="voice"), run_id=run)
+
+
+async def test_a_purpose_given_later_replaces_the_no_purpose_failure(
+    ledger: Ledger, writer: Writer
+) -> None:
+    writer.record_source(facts("/x/a.wav", purpose=""), status=SourceStatus.FAILED, error="no")
+    await writer.flush()
+    writer.record_source(facts("/x/a.wav", purpose="voice"))
+    await writer.flush()
     assert [r["purpose"] async for r in ledger.export_rows()] == ["voice"]
 
 
 async def test_runs_are_recorded(ledger: Ledger) -> None:
+    from pipeline.states import RunStatus
+
     run = await ledger.start_run(pid=42, host="box", command="ingest run x")
-    await ledger.finish_run(run, status="finished", exit_code=1, summary={"uploaded": 3})
+    await ledger.finish_run(run, status=RunStatus.FINISHED, exit_code=1, summary={"uploaded": 3})
     (last,) = await ledger.last_runs()
     assert (last["pid"], last["status"], last["exit_code"]) == (42, "finished", 1)
 
 
-def test_db_current_reads_without_upgrading(tmp_path: Path) -> None:
-    from pipeline.ledger.migrate import current
-
-    path = tmp_path / "empty.db"
-    sqlite3.connect(path).close()
-    assert current(url(path)) == (None, "0001")
-    assert sqlite3.connect(path).execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
-    upgrade(url(path))
-    assert current(url(path)) == ("0001", "0001")
+async def test_a_ledger_that_cannot_be_written_fails_every_waiting_change(
+    tmp_path: Path, ledger: Ledger, writer: Writer
+) -> None:
+    failures: list[Exception] = []
+    writer.on_failure = failures.append
+    link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
+    holder = sqlite3.connect(tmp_path / "ingest.db", timeout=0.1)
+    holder.execute("BEGIN EXCLUSIVE")  # the writer's next commit cannot get the file
+    try:
+        with pytest.raises(LedgerError, match="cannot be written: database is locked"):
+            await asyncio.wait_for(writer.done(link.content_id, UploadResult("v", "i", None)), 30)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert failures and writer.failure is failures[0]
+    with pytest.raises(LedgerError):
+        writer.attempt(link.content_id)

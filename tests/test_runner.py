@@ -9,16 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import runner as runner_mod
-from pipeline.api import UploadResult
-from pipeline.config import Settings
+from pipeline import prepare as prepare_mod
+from pipeline.body import Body
 from pipeline.errors import PermanentError, RunFatal, TransientError
-from pipeline.ledger import Ledger, open_ledger
+from pipeline.ledger import open_ledger
+from pipeline.ledger.store import Ledger
+from pipeline.ledger.writer import Writer
+from pipeline.model import Stop, UploadResult
+from pipeline.plan import Policy
+from pipeline.prepare import Preparer
 from pipeline.report import Tally
-from pipeline.runner import Runner, Stop
+from pipeline.retry import RetryPolicy
+from pipeline.runner import Runner
 from pipeline.samples import write_wav
 from pipeline.sources import CrawlStats
 from pipeline.sources.folder import walk_folder
+from pipeline.states import StopReason
+from pipeline.throttle import Throttle
+from pipeline.upload import Sender
 
 
 class ScriptedUploader:
@@ -29,7 +37,7 @@ class ScriptedUploader:
         self.calls: collections.Counter[str] = collections.Counter()
 
     async def upload(
-        self, path: Path, *, purpose: str, filename: str, content_type: str
+        self, body: Body, *, purpose: str, filename: str, content_type: str
     ) -> UploadResult:
         self.calls[filename] += 1
         await asyncio.sleep(0)
@@ -41,27 +49,50 @@ class ScriptedUploader:
 
 @pytest.fixture
 async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    ledger = await open_ledger(f"sqlite+aiosqlite:///{tmp_path / 'l.db'}")
+    ledger = await open_ledger(str(tmp_path / "l.db"))
     yield ledger
     await ledger.close()
 
 
+class Outcome:
+    def __init__(self, tally: Tally, stop: Stop, sender: Sender) -> None:
+        self.tally, self.stop, self.sender = tally, stop, sender
+
+
 async def run(
-    root: Path, ledger: Ledger, uploader: ScriptedUploader, **overrides: object
-) -> Runner:
-    settings = Settings(backoff_base=0.001, backoff_max=0.001, concurrency=3, **overrides)  # type: ignore[arg-type]
-    tally = Tally()
-    runner = Runner(
-        settings,
-        ledger=ledger,
-        uploader=uploader,
-        tally=tally,
-        stop=Stop(),
+    root: Path, ledger: Ledger, uploader: ScriptedUploader, *, max_attempts: int = 6
+) -> Outcome:
+    tally, stop = Tally(), Stop()
+    writer = Writer(
+        ledger.engine,
+        dialect=ledger.dialect,
+        shown="l",
+        clock=ledger.clock,
         run_id=await ledger.start_run(pid=1, host="h", command="test"),
-        entries=walk_folder(root, purpose=None, stats=CrawlStats()),
     )
-    await runner.run()
-    return runner
+    async with writer.running():
+        sender = Sender(
+            uploader=uploader,
+            writer=writer,
+            throttle=Throttle(None),
+            policy=RetryPolicy(max_attempts=max_attempts, base=0.001, cap=0.001),
+            stop=stop,
+            tally=tally,
+            concurrency=3,
+        )
+        preparer = Preparer(
+            ledger=ledger, writer=writer, fetcher=None, tally=tally, policy=Policy()
+        )
+        runner = Runner(
+            batches=walk_folder(root, purpose=None, stats=CrawlStats()),
+            preparer=preparer,
+            send=sender.send,
+            stop=stop,
+            concurrency=3,
+            grace=5,
+        )
+        await runner.run()
+    return Outcome(tally, stop, sender)
 
 
 async def statuses(ledger: Ledger) -> dict[str, str]:
@@ -73,14 +104,14 @@ async def test_unchanged_files_are_not_hashed_again(
 ) -> None:
     for i in range(3):
         write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
-    hashed: list[Path] = []
-    real = runner_mod.sha256_file
+    hashed: list[object] = []
+    real = prepare_mod.read_and_hash
 
-    def counting(path: Path) -> tuple[str, int]:
+    def counting(path: object) -> object:
         hashed.append(path)
-        return real(path)
+        return real(path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(runner_mod, "sha256_file", counting)
+    monkeypatch.setattr(prepare_mod, "read_and_hash", counting)
     uploader = ScriptedUploader({"1.wav": [TransientError("x")] * 2})
     await run(tmp_path, ledger, uploader, max_attempts=2)
     assert len(hashed) == 3
@@ -94,9 +125,9 @@ async def test_same_bytes_in_one_run_are_sent_once(tmp_path: Path, ledger: Ledge
     for name in ("b.wav", "c.wav"):
         (tmp_path / "song" / name).write_bytes(first.read_bytes())
     uploader = ScriptedUploader()
-    runner = await run(tmp_path, ledger, uploader)
+    outcome = await run(tmp_path, ledger, uploader)
     assert sum(uploader.calls.values()) == 1
-    assert runner.tally.deduplicated == 2
+    assert outcome.tally.deduplicated == 2
     assert set((await statuses(ledger)).values()) == {"done"}
 
 
@@ -108,15 +139,29 @@ async def test_transient_retried_permanent_failed_with_attempts_counted(
     uploader = ScriptedUploader(
         {
             "flaky.wav": [TransientError("503"), TransientError("503")],
-            "bad.wav": [PermanentError("base_resp 2013: invalid params")],
+            "bad.wav": [PermanentError("base_resp 2013: invalid params", trace_id="tr-9")],
         }
     )
-    runner = await run(tmp_path, ledger, uploader)
+    outcome = await run(tmp_path, ledger, uploader)
     rows = {Path(r["source"]).name: r async for r in ledger.export_rows()}
     assert (rows["flaky.wav"]["status"], rows["flaky.wav"]["attempts"]) == ("done", 3)
     assert (rows["bad.wav"]["status"], rows["bad.wav"]["attempts"]) == ("failed", 1)
     assert rows["bad.wav"]["error"] == "base_resp 2013: invalid params"
-    assert runner.tally.retries == 2 and runner.tally.failed_total == 1
+    assert rows["bad.wav"]["trace_id"] == "tr-9"
+    assert outcome.tally.retries == 2 and outcome.tally.failed_total == 1
+
+
+async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    write_wav(tmp_path / "song" / "odd.wav", 11, seed=1)
+    write_wav(tmp_path / "song" / "fine.wav", 11, seed=2)
+    uploader = ScriptedUploader({"odd.wav": [ValueError("a bug somewhere")] * 6})
+    outcome = await run(tmp_path, ledger, uploader, max_attempts=2)
+    rows = {Path(r["source"]).name: r async for r in ledger.export_rows()}
+    assert rows["fine.wav"]["status"] == "done"
+    assert rows["odd.wav"]["retryable"] and "internal error: ValueError" in rows["odd.wav"]["error"]
+    assert outcome.tally.left_total == 1
 
 
 async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
@@ -125,7 +170,7 @@ async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
     for i in range(12):
         write_wav(tmp_path / "voice" / f"{i:02d}.wav", 11, seed=i)
     uploader = ScriptedUploader({f"{i:02d}.wav": [RunFatal("key refused")] for i in range(12)})
-    runner = await run(tmp_path, ledger, uploader)
-    assert runner.fatal is not None and runner.stop.reason == "fatal"
+    outcome = await run(tmp_path, ledger, uploader)
+    assert outcome.sender.fatal is not None and outcome.stop.reason == StopReason.FATAL
     assert sum(uploader.calls.values()) <= 3  # the ones in flight, not every file
     assert set((await statuses(ledger)).values()) == {"pending"}

@@ -11,11 +11,18 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from pipeline.api import UploadClient
+from pipeline.body import Body
 from pipeline.config import Secret
 from pipeline.errors import PermanentError, RunFatal
 from pipeline.retry import RetryPolicy, retrying
 from pipeline.samples import write_mp3, write_wav
 from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
+
+
+def file_body(path: Path) -> Body:
+    """A body streamed from `path`, as the runner sends files too large to keep in memory."""
+    info = path.stat()
+    return Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
 
 
 async def serve(sandbox: Sandbox) -> AsyncIterator[tuple[UploadClient, Sandbox]]:
@@ -40,7 +47,7 @@ async def plain() -> AsyncIterator[tuple[UploadClient, Sandbox]]:
 async def test_ids_in_the_real_shape(plain: tuple[UploadClient, Sandbox], tmp_path: Path) -> None:
     client, sandbox = plain
     song = await client.upload(
-        write_wav(tmp_path / "a.wav", 11),
+        file_body(write_wav(tmp_path / "a.wav", 11)),
         purpose="song",
         filename="a.wav",
         content_type="audio/wav",
@@ -48,7 +55,7 @@ async def test_ids_in_the_real_shape(plain: tuple[UploadClient, Sandbox], tmp_pa
     assert re.fullmatch(r"vocal-\d{14}-[0-9a-f]{8}", song.voice_id or "")
     assert re.fullmatch(r"instrumental-\d{14}-[0-9a-f]{8}", song.instrumental_id or "")
     voice = await client.upload(
-        write_mp3(tmp_path / "b.mp3", 11),
+        file_body(write_mp3(tmp_path / "b.mp3", 11)),
         purpose="voice",
         filename="b.mp3",
         content_type="audio/mpeg",
@@ -77,7 +84,7 @@ async def test_invalid_uploads_get_2013(
     client, _ = plain
     with pytest.raises(PermanentError, match=f"base_resp 2013: invalid params: .*{message}"):
         await client.upload(
-            write_wav(tmp_path / "a.wav", seconds),
+            file_body(write_wav(tmp_path / "a.wav", seconds)),
             purpose=purpose,
             filename="a.wav",
             content_type=content_type,
@@ -88,7 +95,7 @@ async def test_wrong_key_is_refused(tmp_path: Path) -> None:
     async for client, _ in serve(Sandbox(key="another-key", faults=Faults())):
         with pytest.raises(RunFatal):
             await client.upload(
-                write_wav(tmp_path / "a.wav", 11),
+                file_body(write_wav(tmp_path / "a.wav", 11)),
                 purpose="song",
                 filename="a.wav",
                 content_type="audio/wav",
@@ -108,7 +115,7 @@ async def test_retries_resend_the_whole_body_through_real_faults(tmp_path: Path)
             async for attempt in retrying(RetryPolicy(max_attempts=30), sleep=no_wait):
                 with attempt:
                     await client.upload(
-                        path, purpose="song", filename="a.wav", content_type="audio/wav"
+                        file_body(path), purpose="song", filename="a.wav", content_type="audio/wav"
                     )
         outcomes = [r["outcome"] for r in sandbox.requests]
         assert outcomes.count("ok") == 10

@@ -1,8 +1,13 @@
 """Create and upgrade the ledger schema with Alembic, refusing anything that is not ours.
 
-Checks happen before anything is written: a file that is not SQLite, an SQLite database with
-someone else's tables, or a ledger from a newer schema is refused with `LedgerError` and left
-exactly as it was. Blocking (Alembic is synchronous): call through `asyncio.to_thread`.
+Checks happen before anything is written: a file that is not SQLite, a database with someone
+else's tables, or a ledger from a newer schema is refused with `LedgerError` and left exactly as
+it was. The whole upgrade is one transaction (SQLite's DDL is transactional once the driver stops
+committing on its own, see `store.transactional_sqlite`), so a kill at any moment leaves either
+the old schema or the new one. A ledger that an older ingest left half-created (its tables, all
+empty, and no version) is recognised and built again from scratch.
+
+Alembic is synchronous; it runs on the async engine's connection through `run_sync`.
 """
 
 from __future__ import annotations
@@ -15,13 +20,16 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy import func, inspect, select, table
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.location import Location, parse_location
+from pipeline.ledger.store import create_engine_for
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})
 
 
 def migrations_dir() -> Path:
@@ -31,34 +39,17 @@ def migrations_dir() -> Path:
     return packaged if packaged.is_dir() else package.parent / "migrations"
 
 
-def alembic_config(sync_url: str) -> Config:
+def _script() -> tuple[Config, ScriptDirectory]:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
-    cfg.set_main_option("sqlalchemy.url", sync_url.replace("%", "%%"))
-    return cfg
+    return cfg, ScriptDirectory.from_config(cfg)
 
 
-def sync_url(url: str) -> str:
-    """The synchronous driver's URL for an async one (Alembic runs synchronously)."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise LedgerError(f"not a database URL: {url!r}") from exc
-    driver = {"sqlite+aiosqlite": "sqlite", "postgresql+asyncpg": "postgresql+psycopg"}
-    return parsed.set(drivername=driver.get(parsed.drivername, parsed.drivername)).render_as_string(
-        hide_password=False
-    )
-
-
-def sqlite_path(url: str) -> Path | None:
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
-        return None
-    return Path(parsed.database)
-
-
-def check_sqlite_file(path: Path) -> None:
-    """Refuse, without touching it, a path that cannot be, or is not, an ingest ledger file."""
+def check_file(location: Location) -> None:
+    """Refuse, without touching it, an SQLite path that cannot be, or is not, a ledger file."""
+    path = location.path
+    if path is None:
+        return
     if path.is_dir():
         raise LedgerError(f"ledger {path} is a folder, not a file")
     if not path.exists():
@@ -79,68 +70,82 @@ def check_sqlite_file(path: Path) -> None:
         raise LedgerError(f"ledger {path} is not writable")
 
 
-def upgrade(url: str) -> str:
-    """Bring the ledger at `url` to the newest schema; return the revision it is now at."""
-    path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_file(path)
-    cfg = alembic_config(sync_url(url))
-    script = ScriptDirectory.from_config(cfg)
-    head = script.get_current_head()
-    engine = create_engine(sync_url(url))
+async def upgrade(where: Location | str, *, check: bool = True) -> str:
+    """Bring the ledger to the newest schema; return the revision it is now at. `check=False`
+    when the caller has already run `check_file`."""
+    location = parse_location(where)
+    if check:
+        check_file(location)
+    cfg, script = _script()
+    engine = create_engine_for(location, checking=True)
     try:
-        with engine.begin() as conn:
-            current = _check_ours(conn, script, url)
-            if current != head:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
-    except DatabaseError as exc:
-        raise LedgerError(f"ledger {_shown(url)} cannot be used: {exc.orig}") from exc
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade, cfg, script, location)
+    except DBAPIError as exc:
+        raise LedgerError(f"ledger {location} cannot be used: {exc.orig}") from exc
     finally:
-        engine.dispose()
-    return str(head)
+        await engine.dispose()
+    return str(script.get_current_head())
 
 
-def current(url: str) -> tuple[str | None, str]:
+def _upgrade(conn: Connection, cfg: Config, script: ScriptDirectory, location: Location) -> None:
+    current = _check_ours(conn, script, location)
+    if current is None:
+        _clear_half_created(conn)
+    if current != script.get_current_head():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+async def current(where: Location | str) -> tuple[str | None, str]:
     """(the ledger's revision, the newest this ingest knows), reading only."""
-    path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_file(path)
-    cfg = alembic_config(sync_url(url))
-    script = ScriptDirectory.from_config(cfg)
-    engine = create_engine(sync_url(url))
+    location = parse_location(where)
+    check_file(location)
+    _, script = _script()
+    engine = create_engine_for(location, checking=True)
     try:
-        with engine.connect() as conn:
-            revision = _check_ours(conn, script, url)
-    except DatabaseError as exc:
-        raise LedgerError(f"ledger {_shown(url)} cannot be used: {exc.orig}") from exc
+        async with engine.connect() as conn:
+            revision = await conn.run_sync(_check_ours, script, location)
+    except DBAPIError as exc:
+        raise LedgerError(f"ledger {location} cannot be used: {exc.orig}") from exc
     finally:
-        engine.dispose()
+        await engine.dispose()
     return revision, str(script.get_current_head())
 
 
-def _check_ours(conn: Connection, script: ScriptDirectory, url: str) -> str | None:
+def _check_ours(conn: Connection, script: ScriptDirectory, location: Location) -> str | None:
     tables = set(inspect(conn).get_table_names())
-    current = MigrationContext.configure(conn).get_current_revision()
-    if tables and "alembic_version" not in tables:
-        listed = ", ".join(sorted(tables)[:5])
+    if tables - OUR_TABLES:
+        listed = ", ".join(sorted(tables - OUR_TABLES)[:5])
         raise LedgerError(
-            f"{_shown(url)} is not an ingest ledger (it holds other tables: {listed}); "
-            "left untouched"
+            f"{location} is not an ingest ledger (it holds other tables: {listed}); left untouched"
         )
-    if current is not None:
-        try:
-            known = script.get_revision(current)
-        except CommandError:
-            known = None
-        if known is None:
-            raise LedgerError(
-                f"ledger {_shown(url)} has schema {current}, newer than this ingest knows "
-                f"({script.get_current_head()}); upgrade ingest. The ledger was left untouched"
-            )
-    return current
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if revision is not None and _unknown(script, revision):
+        raise LedgerError(
+            f"ledger {location} has schema {revision}, newer than this ingest knows "
+            f"({script.get_current_head()}); upgrade ingest. The ledger was left untouched"
+        )
+    if revision is None and _has_rows(conn):
+        raise LedgerError(f"ledger {location} has data but no schema version; left untouched")
+    return revision
 
 
-def _shown(url: str) -> str:
-    path = sqlite_path(url)
-    return str(path) if path is not None else make_url(url).render_as_string(hide_password=True)
+def _unknown(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is None
+    except CommandError:
+        return True
+
+
+def _has_rows(conn: Connection) -> bool:
+    names = set(inspect(conn).get_table_names()) & (OUR_TABLES - {"alembic_version"})
+    return any(conn.scalar(select(func.count()).select_from(table(n))) for n in names)
+
+
+def _clear_half_created(conn: Connection) -> None:
+    """Tables of ours without a version, all empty: an older ingest was killed while creating
+    them. Drop them so the migrations build the schema whole."""
+    for name in ("sources", "contents", "runs", "alembic_version"):
+        if name in set(inspect(conn).get_table_names()):
+            conn.exec_driver_sql(f"DROP TABLE {name}")

@@ -1,31 +1,36 @@
-"""The ledger repository: every read and write of resumable state goes through `Ledger`.
+"""The ledger repository: the engine, the reads, the runs table and the reports.
 
-State changes are recorded as soon as they are true (STYLE habit 3): a source is recorded when it
-is hashed, linked to its content when probed, a content gets `attempts + 1` before each request
-and `done` only after the service answered with ids. Each method is one short transaction of its
-own, so concurrent tasks never share a session and a kill -9 loses at most the change in flight.
+Every write of an entry's state goes through the single `Writer` (see `writer.py`), which
+commits the changes of many entries in one transaction. Reads here are batched too: the state of
+a whole directory listing or manifest batch is fetched in one query, so a rerun over an unchanged
+catalogue costs a few microseconds per file. The SQL is dialect-neutral; SQLite and PostgreSQL
+differ only in the engine set-up below and the upsert statement (`dialect_insert`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import case, event, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import bindparam, case, event, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
+from pipeline.states import ContentStatus, RunStatus, SourceStatus
 
 Clock = Callable[[], float]
+LOOKUP_CHUNK = 500  # keys per lookup query: well under every driver's bound-parameter limit
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SourceState:
     """What the ledger knows of one (source, purpose)."""
 
@@ -33,26 +38,26 @@ class SourceState:
     size: int | None
     mtime_ns: int | None
     sha256: str | None
-    status: str  # ok | failed (of the source itself)
+    status: str  # SourceStatus of the source itself
     retryable: int  # of the source's failure
     error: str | None
     content_id: int | None
-    content_status: str | None  # pending | done | failed, when linked
+    content_status: str | None  # ContentStatus, when linked
     content_retryable: int | None
 
     def effective_status(self) -> str:
-        if self.status != "ok":
+        if self.status != SourceStatus.OK:
             return self.status
-        return self.content_status or "pending"
+        return self.content_status or ContentStatus.PENDING
 
     def failed_for_good(self) -> bool:
         """Failed, and not by running out of attempts on transient errors."""
-        if self.status == "failed":
+        if self.status == SourceStatus.FAILED:
             return not self.retryable
-        return self.content_status == "failed" and not self.content_retryable
+        return self.content_status == ContentStatus.FAILED and not self.content_retryable
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class SourceFacts:
     """What was learned about a source in this run, to be recorded."""
 
@@ -70,28 +75,69 @@ class SourceFacts:
     extra: Mapping[str, str] | None = None
 
 
-def _set_sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:
+    # The driver's own transaction handling commits before DDL and never begins before a SELECT;
+    # switch it off and let SQLAlchemy emit BEGIN itself (the `begin` listener), so a migration
+    # is one transaction and a batch of writes is too.
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
-    cursor.execute("PRAGMA busy_timeout=30000")
+    if wal:  # not while checking a file that may not be ours: it rewrites the file's header
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
+    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def create_engine_for(url: str) -> AsyncEngine:
-    engine = create_async_engine(url)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEngine:
+    """The engine for a ledger; `checking` for one that may not be ours yet (no WAL switch)."""
+    engine = create_async_engine(location.url)
+    if location.dialect == "sqlite":
+        connect = functools.partial(_sqlite_connect, wal=not checking)
+        event.listen(engine.sync_engine, "connect", connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
+    """INSERT with ON CONFLICT support for this dialect (the two share one API)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+_STATE_QUERY = (
+    select(
+        sources.c.source,
+        sources.c.purpose,
+        sources.c.id,
+        sources.c.size,
+        sources.c.mtime_ns,
+        sources.c.sha256,
+        sources.c.status,
+        sources.c.retryable,
+        sources.c.error,
+        sources.c.content_id,
+        contents.c.status,
+        contents.c.retryable,
+    )
+    .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+    .where(sources.c.source.in_(bindparam("keys", expanding=True)))
+)
 
 
 class Ledger:
     """Repository over an AsyncEngine whose schema is already at head (see migrate.upgrade)."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Clock = time.time) -> None:
+    def __init__(self, engine: AsyncEngine, location: Location, *, clock: Clock = time.time):
         self.engine = engine
-        self._clock = clock
+        self.location = location
+        self.dialect = location.dialect
+        self.clock = clock
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -102,20 +148,24 @@ class Ledger:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 runs.insert().values(
-                    started_at=self._clock(), pid=pid, host=host, command=command, status="running"
+                    started_at=self.clock(),
+                    pid=pid,
+                    host=host,
+                    command=command,
+                    status=RunStatus.RUNNING,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def finish_run(
-        self, run_id: int, *, status: str, exit_code: int, summary: Mapping[str, Any]
+        self, run_id: int, *, status: RunStatus, exit_code: int, summary: Mapping[str, Any]
     ) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
                 .values(
-                    finished_at=self._clock(),
+                    finished_at=self.clock(),
                     status=status,
                     exit_code=exit_code,
                     summary=json.dumps(summary, sort_keys=True),
@@ -126,7 +176,9 @@ class Ledger:
         """Runs still marked running once we hold the ledger died without finishing."""
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                update(runs).where(runs.c.status == "running").values(status="crashed")
+                update(runs)
+                .where(runs.c.status == RunStatus.RUNNING)
+                .values(status=RunStatus.CRASHED)
             )
             return int(result.rowcount or 0)
 
@@ -137,105 +189,17 @@ class Ledger:
 
     # --- sources ----------------------------------------------------------------------------
 
-    async def find_source(self, source: str, purpose: str) -> SourceState | None:
-        query = (
-            select(
-                sources.c.id,
-                sources.c.size,
-                sources.c.mtime_ns,
-                sources.c.sha256,
-                sources.c.status,
-                sources.c.retryable,
-                sources.c.error,
-                sources.c.content_id,
-                contents.c.status.label("content_status"),
-                contents.c.retryable.label("content_retryable"),
-            )
-            .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-            .where(sources.c.source == source, sources.c.purpose == purpose)
-        )
+    async def states(self, keys: Iterable[str]) -> dict[tuple[str, str], SourceState]:
+        """What the ledger knows of these sources, by (source, purpose); one query per chunk."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[tuple[str, str], SourceState] = {}
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
-        return SourceState(**row) if row is not None else None
-
-    async def record_source(
-        self,
-        facts: SourceFacts,
-        *,
-        run_id: int,
-        status: str = "ok",
-        error: str | None = None,
-        content_id: int | None = None,
-        retryable: bool = False,
-    ) -> int:
-        """Insert or update the (source, purpose) row; return its id."""
-        now = self._clock()
-        values: dict[str, Any] = {
-            "kind": facts.kind,
-            "written": facts.written,
-            "path": facts.path,
-            "filename": facts.filename,
-            "retryable": int(retryable),
-            "size": facts.size,
-            "mtime_ns": facts.mtime_ns,
-            "sha256": facts.sha256,
-            "line": facts.line,
-            "external_id": facts.external_id,
-            "extra": json.dumps(dict(facts.extra), ensure_ascii=False) if facts.extra else None,
-            "status": status,
-            "error": error,
-            "content_id": content_id,
-            "run_id": run_id,
-            "updated_at": now,
-        }
-        stmt = sqlite_insert(sources).values(
-            source=facts.source, purpose=facts.purpose, created_at=now, **values
-        )
-        stmt = stmt.on_conflict_do_update(index_elements=["source", "purpose"], set_=values)
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
-            source_id = await conn.scalar(
-                select(sources.c.id).where(
-                    sources.c.source == facts.source, sources.c.purpose == facts.purpose
-                )
-            )
-            if facts.purpose:
-                # A source that now has a purpose drops its earlier "no purpose" failure.
-                await conn.execute(
-                    sources.delete().where(
-                        sources.c.source == facts.source, sources.c.purpose == ""
-                    )
-                )
-        return int(source_id)  # type: ignore[arg-type]
-
-    # --- contents ---------------------------------------------------------------------------
-
-    async def content_for(self, sha256: str, purpose: str, size: int) -> tuple[int, str, bool]:
-        """Get or create the content row for these bytes and purpose: (id, status, retryable)."""
-        now = self._clock()
-        stmt = (
-            sqlite_insert(contents)
-            .values(
-                sha256=sha256,
-                purpose=purpose,
-                size=size,
-                status="pending",
-                attempts=0,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["sha256", "purpose"])
-        )
-        async with self.engine.begin() as conn:
-            await conn.execute(stmt)
-            row = (
-                await conn.execute(
-                    select(contents.c.id, contents.c.status, contents.c.retryable).where(
-                        contents.c.sha256 == sha256, contents.c.purpose == purpose
-                    )
-                )
-            ).one()
-        return int(row.id), str(row.status), bool(row.retryable)
+            for start in range(0, len(wanted), LOOKUP_CHUNK):
+                chunk = wanted[start : start + LOOKUP_CHUNK]
+                result = await conn.execute(_STATE_QUERY, {"keys": chunk})
+                for source, purpose, *state in result:
+                    found[(source, purpose)] = SourceState(*state)  # the query's column order
+        return found
 
     async def content_status_of(self, sha256: str, purpose: str) -> str | None:
         """Status of these bytes for this purpose, None if never seen. Reads only."""
@@ -245,60 +209,6 @@ class Ledger:
         async with self.engine.connect() as conn:
             value = await conn.scalar(query)
         return None if value is None else str(value)
-
-    async def mark_attempt(self, content_id: int) -> int:
-        """Count an attempt before it is sent; return the new attempt count."""
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(contents)
-                .where(contents.c.id == content_id)
-                .values(attempts=contents.c.attempts + 1, updated_at=self._clock())
-            )
-            value = await conn.scalar(
-                select(contents.c.attempts).where(contents.c.id == content_id)
-            )
-        return int(value or 0)
-
-    async def mark_done(
-        self,
-        content_id: int,
-        *,
-        voice_id: str | None,
-        instrumental_id: str | None,
-        trace_id: str | None,
-    ) -> None:
-        now = self._clock()
-        await self._set_content(
-            content_id,
-            status="done",
-            error=None,
-            retryable=0,
-            voice_id=voice_id,
-            instrumental_id=instrumental_id,
-            trace_id=trace_id,
-            done_at=now,
-        )
-
-    async def mark_failed(self, content_id: int, error: str, *, trace_id: str | None) -> None:
-        await self._set_content(
-            content_id, status="failed", retryable=0, error=error, trace_id=trace_id
-        )
-
-    async def mark_retryable(self, content_id: int, error: str) -> None:
-        """Out of attempts on transient errors: failed, but the next plain run takes it again."""
-        await self._set_content(content_id, status="failed", retryable=1, error=error)
-
-    async def reset_content(self, content_id: int) -> None:
-        """A failed content about to be tried again starts from pending."""
-        await self._set_content(content_id, status="pending", retryable=0)
-
-    async def _set_content(self, content_id: int, **values: Any) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(contents)
-                .where(contents.c.id == content_id)
-                .values(updated_at=self._clock(), **values)
-            )
 
     # --- reporting --------------------------------------------------------------------------
 
@@ -319,7 +229,7 @@ class Ledger:
         query = (
             select(error, func.count())
             .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-            .where(_effective_status() != "done", error.is_not(None))
+            .where(_effective_status() != ContentStatus.DONE, error.is_not(None))
             .group_by(error)
             .order_by(func.count().desc())
             .limit(limit)
@@ -329,32 +239,7 @@ class Ledger:
 
     async def export_rows(self, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """One record per (source, purpose), streamed in source order."""
-        effective = _effective_status().label("status")
-        query = (
-            select(
-                func.coalesce(sources.c.written, sources.c.source).label("source"),
-                sources.c.purpose,
-                sources.c.sha256,
-                effective,
-                contents.c.voice_id,
-                contents.c.instrumental_id,
-                contents.c.trace_id,
-                func.coalesce(sources.c.error, contents.c.error).label("error"),
-                func.coalesce(contents.c.attempts, 0).label("attempts"),
-                case(
-                    (sources.c.status == "failed", sources.c.retryable),
-                    else_=func.coalesce(contents.c.retryable, 0),
-                ).label("retryable"),
-                sources.c.size,
-                sources.c.kind,
-                sources.c.filename,
-                sources.c.line,
-                sources.c.external_id,
-                sources.c.extra,
-            )
-            .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-            .order_by(sources.c.id)
-        )
+        query = _export_query()
         if status is not None:
             query = query.where(_effective_status() == status)
         async with self.engine.connect() as conn:
@@ -367,9 +252,37 @@ class Ledger:
                 yield record
 
 
+def _export_query() -> Any:
+    return (
+        select(
+            func.coalesce(sources.c.written, sources.c.source).label("source"),
+            sources.c.purpose,
+            sources.c.sha256,
+            _effective_status().label("status"),
+            contents.c.voice_id,
+            contents.c.instrumental_id,
+            contents.c.trace_id,
+            func.coalesce(sources.c.error, contents.c.error).label("error"),
+            func.coalesce(contents.c.attempts, 0).label("attempts"),
+            case(
+                (sources.c.status == SourceStatus.FAILED, sources.c.retryable),
+                else_=func.coalesce(contents.c.retryable, 0),
+            ).label("retryable"),
+            sources.c.size,
+            sources.c.kind,
+            sources.c.filename,
+            sources.c.line,
+            sources.c.external_id,
+            sources.c.extra,
+        )
+        .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+        .order_by(sources.c.id)
+    )
+
+
 def _effective_status() -> Any:
     return case(
-        (sources.c.status != "ok", sources.c.status),
-        (contents.c.status.is_(None), "pending"),
+        (sources.c.status != SourceStatus.OK, sources.c.status),
+        (contents.c.status.is_(None), ContentStatus.PENDING),
         else_=contents.c.status,
     )

@@ -23,11 +23,12 @@ class CrawlStats:
     unreadable: int = 0  # folders that could not be listed
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Entry:
-    """One thing to upload. `source` is its key in the ledger: the absolute path of a local file,
-    or the URL; `written` is a manifest row's text as written; `path` is the local file when
-    there is one; `url` when it must be fetched."""
+    """One thing to upload. `source` is its key in the ledger: the absolute path of a local file
+    (see `pipeline.names.source_key`), or the URL; `written` is a manifest row's text as written;
+    `path` is the local file when there is one; `url` when it must be fetched. `size` and
+    `mtime_ns` are the file's, when the crawl has already looked (a folder crawl always has)."""
 
     source: str
     purpose: str  # "" when unknown; then `error` says so
@@ -39,6 +40,8 @@ class Entry:
     external_id: str | None = None
     extra: Mapping[str, str] | None = None
     error: str | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
 
     @property
     def kind(self) -> str:
@@ -74,16 +77,29 @@ def check_sources(raw: Sequence[str], manifests: Sequence[str] = ()) -> list[Sou
     return checked
 
 
-async def iter_entries(
+async def iter_batches(
     sources: Sequence[Source], *, purpose: str | None, stats: CrawlStats
-) -> AsyncIterator[Entry]:
+) -> AsyncIterator[list[Entry]]:
+    """Entries in batches (a directory listing, a few hundred manifest rows), so that what is
+    looked up, decided and recorded per entry can be done per batch."""
     from pipeline.sources.folder import walk_folder
     from pipeline.sources.manifest import read_manifest
 
     for source in sources:
         if source.is_manifest:
-            async for entry in read_manifest(source.path, purpose=purpose):
-                yield entry
+            async for batch in _batched(read_manifest(source.path, purpose=purpose)):
+                yield batch
         else:
-            async for entry in walk_folder(source.path, purpose=purpose, stats=stats):
-                yield entry
+            async for batch in walk_folder(source.path, purpose=purpose, stats=stats):
+                yield batch
+
+
+async def _batched(entries: AsyncIterator[Entry], size: int = 500) -> AsyncIterator[list[Entry]]:
+    batch: list[Entry] = []
+    async for entry in entries:
+        batch.append(entry)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

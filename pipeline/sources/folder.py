@@ -1,19 +1,23 @@
-"""Crawl a catalogue folder, streaming entries as they are found.
+"""Crawl a catalogue folder, streaming one batch of entries per directory.
 
-One directory is listed at a time (in a worker thread), so the first entry goes out before the
-tree is known, and memory holds one directory listing plus the set of folders already visited
-(which is how symlink loops are cut). Hidden files and folders are skipped; files without an audio
-extension are counted, not yielded. The purpose comes from `--purpose`, or else from the nearest
-enclosing folder named for one, looking no higher than the crawl's root.
+One directory is listed at a time (in a worker thread, with one `stat` per audio file), so the
+first entries go out before the tree is known, and memory holds one directory listing plus the
+set of folders already visited (which is how symlink loops are cut). Hidden files and folders are
+skipped; files without an audio extension are counted, not yielded. The purpose comes from
+`--purpose`, or else from the nearest enclosing folder named for one, looking no higher than the
+crawl's root.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from pipeline.names import source_key, wire_filename
 from pipeline.sources import CrawlStats, Entry
 
 AUDIO_EXTENSIONS = frozenset(
@@ -29,6 +33,7 @@ FOLDER_PURPOSES = {
     "instrumentals": "instrumental",
 }
 NO_PURPOSE = "no purpose: not under a song/voice/instrumental folder and no --purpose given"
+BATCH = 512  # entries per batch at most, so a huge directory still streams
 
 
 def folder_purpose(folders: list[str]) -> str | None:
@@ -40,30 +45,52 @@ def folder_purpose(folders: list[str]) -> str | None:
     return None
 
 
-def _list_dir(path: str) -> tuple[list[str], list[str], int, bool]:
-    """(sub-folders, files, hidden count, readable) of one directory, sorted by name."""
-    folders, files, hidden = [], [], 0
+@dataclasses.dataclass
+class Listing:
+    """One directory: sub-folders, audio files with (name, size, mtime_ns), and what was skipped."""
+
+    folders: list[str] = dataclasses.field(default_factory=list)
+    files: list[tuple[str, int, int]] = dataclasses.field(default_factory=list)
+    hidden: int = 0
+    ignored: int = 0
+    readable: bool = True
+
+
+def list_dir(path: str) -> Listing:
+    """List one directory, sorted by name. Blocking: call it in a worker thread."""
+    listing = Listing()
     try:
         with os.scandir(path) as it:
             for item in it:
-                if item.name.startswith("."):
-                    hidden += 1
-                    continue
-                try:
-                    if item.is_dir():  # follows symlinks
-                        folders.append(item.name)
-                    elif item.is_file():
-                        files.append(item.name)
-                except OSError:
-                    continue
+                _classify(item, listing)
     except OSError:
-        return [], [], hidden, False
-    return sorted(folders), sorted(files), hidden, True
+        listing.readable = False
+    listing.folders.sort()
+    listing.files.sort()
+    return listing
+
+
+def _classify(item: os.DirEntry[str], listing: Listing) -> None:
+    if item.name.startswith("."):
+        listing.hidden += 1
+        return
+    try:
+        if item.is_dir():  # follows symlinks
+            listing.folders.append(item.name)
+            return
+        if os.path.splitext(item.name)[1].lower() not in AUDIO_EXTENSIONS:
+            listing.ignored += item.is_file()
+            return
+        info = item.stat()  # follows symlinks; a broken one raises and is skipped
+    except OSError:
+        return
+    if stat.S_ISREG(info.st_mode):
+        listing.files.append((item.name, info.st_size, info.st_mtime_ns))
 
 
 async def walk_folder(
     root: Path, *, purpose: str | None, stats: CrawlStats
-) -> AsyncIterator[Entry]:
+) -> AsyncIterator[list[Entry]]:
     root_abs = os.path.abspath(root)
     seen: set[tuple[int, int]] = set()
     # Depth-first, in name order; each stack item is (path, folder names from the root down).
@@ -79,20 +106,32 @@ async def walk_folder(
             stats.loops += 1
             continue
         seen.add((info.st_dev, info.st_ino))
-        subfolders, files, hidden, readable = await asyncio.to_thread(_list_dir, folder)
-        stats.hidden += hidden
-        stats.unreadable += 0 if readable else 1
-        entry_purpose = purpose or folder_purpose(names)
-        for name in files:
-            if os.path.splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
-                stats.ignored += 1
-                continue
-            yield Entry(
-                source=os.path.join(folder, name),
-                purpose=entry_purpose or "",
-                filename=name,
-                path=Path(folder, name),
-                error=None if entry_purpose else NO_PURPOSE,
-            )
-        for sub in reversed(subfolders):
+        listing = await asyncio.to_thread(list_dir, folder)
+        _count(listing, stats)
+        entries = _entries(folder, listing, purpose or folder_purpose(names))
+        for start in range(0, len(entries), BATCH):
+            yield entries[start : start + BATCH]
+        for sub in reversed(listing.folders):
             stack.append((os.path.join(folder, sub), [*names, sub]))
+
+
+def _count(listing: Listing, stats: CrawlStats) -> None:
+    stats.hidden += listing.hidden
+    stats.ignored += listing.ignored
+    stats.unreadable += 0 if listing.readable else 1
+
+
+def _entries(folder: str, listing: Listing, purpose: str | None) -> list[Entry]:
+    error = None if purpose else NO_PURPOSE
+    return [
+        Entry(
+            source=source_key(os.path.join(folder, name)),
+            purpose=purpose or "",
+            filename=wire_filename(name),
+            path=Path(folder, name),
+            error=error,
+            size=size,
+            mtime_ns=mtime_ns,
+        )
+        for name, size, mtime_ns in listing.files
+    ]

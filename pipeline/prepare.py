@@ -1,0 +1,251 @@
+"""Step 2 of a run: from entries to upload jobs.
+
+    # 2a. triage, one batch at a time: stat what the crawl has not, look the whole batch up in
+    #     the ledger in one query, and decide each entry (`plan.decide`); entries that need no
+    #     I/O (done earlier, failed earlier, too young, bad) are counted and recorded here;
+    # 2b. prepare, one entry at a time: hash the file (or reuse its recorded hash, or download
+    #     the URL), probe the bytes, and link the source to its content in the ledger; a content
+    #     that still needs sending becomes a `Job`.
+
+State kept here is only for this run: the contents claimed for upload by this run (so the same
+bytes reached twice are sent once). Everything else is in the ledger as soon as it is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.body import Body
+from pipeline.errors import EntryError, PermanentError
+from pipeline.hashing import read_and_hash
+from pipeline.ledger.store import Ledger, SourceFacts, SourceState
+from pipeline.ledger.writer import Writer
+from pipeline.model import Fetcher, Job, Located
+from pipeline.names import source_key, wire_filename
+from pipeline.plan import Decision, Policy, Step, decide
+from pipeline.probe import AudioInfo, probe
+from pipeline.report import Tally, reason_key
+from pipeline.sources import Entry
+from pipeline.states import ContentStatus, SourceStatus
+
+log = logging.getLogger(__name__)
+NEEDS_IO = frozenset({Step.HASH, Step.REUSE, Step.FETCH})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Work:
+    """An entry that needs its bytes located: hashed, reused or fetched."""
+
+    entry: Entry
+    state: SourceState | None
+    step: Step
+
+
+class Preparer:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        writer: Writer | None,  # None in a dry run: nothing is recorded
+        fetcher: Fetcher | None,
+        tally: Tally,
+        policy: Policy,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.ledger = ledger
+        self.writer = writer
+        self.fetcher = fetcher
+        self.tally = tally
+        self.policy = policy
+        self.clock_ns = clock_ns
+        self.claimed: set[int] = set()  # contents this run has queued for upload
+        self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
+
+    # --- 2a. triage -----------------------------------------------------------------------------
+
+    async def triage(self, batch: Sequence[Entry]) -> list[Work]:
+        """Decide a batch; settle what needs no I/O; return the rest."""
+        self.tally.seen += len(batch)
+        entries, errors = await _stat_unstated(batch)
+        states = await self.ledger.states(e.source for e in entries)
+        now, work = self.clock_ns(), []
+        for entry, error in zip(entries, errors, strict=True):
+            state = states.get((entry.source, entry.purpose))
+            decision = decide(entry, state, policy=self.policy, now_ns=now, error=error)
+            if decision.step in NEEDS_IO:
+                work.append(Work(entry, state, decision.step))
+            else:
+                self._settle(entry, decision)
+        return work
+
+    def _settle(self, entry: Entry, decision: Decision) -> None:
+        if decision.step is Step.SKIP_DONE:
+            self.tally.skipped_done += 1
+        elif decision.step is Step.SKIP_FAILED:
+            self.tally.skipped_failed += 1
+        elif decision.step is Step.SKIP_YOUNG:
+            self.tally.young += 1
+            log.info("left alone %s: modified less than --min-age ago", _where(entry))
+        else:
+            self._fail(entry, facts_of(entry), decision.reason or "unknown")
+
+    # --- 2b. prepare ----------------------------------------------------------------------------
+
+    async def prepare(self, work: Work) -> Job | None:
+        """Locate, probe and link one entry; the job if its content still needs an upload."""
+        located: Located | None = None
+        try:
+            located = await self._locate(work)
+            audio = await asyncio.to_thread(_probe, located)
+        except PermanentError as exc:
+            # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
+            self._fail(work.entry, facts_of(work.entry, located), exc.reason)
+            _discard(located)
+            return None
+        except EntryError as exc:  # timeouts, a file still being written: left for the next run
+            self._leave(work.entry, exc.reason)
+            _discard(located)
+            return None
+        try:
+            return await self._link(work.entry, located, audio)
+        except BaseException:
+            located.discard()
+            raise
+
+    async def _locate(self, work: Work) -> Located:
+        entry = work.entry
+        if work.step is Step.FETCH:
+            if self.fetcher is None:
+                raise PermanentError("URL sources need a fetcher")
+            assert entry.url is not None
+            return await self.fetcher.fetch(entry.url)
+        assert entry.path is not None and entry.size is not None
+        if work.step is Step.REUSE and work.state is not None and work.state.sha256:
+            body = Body(size=entry.size, path=str(entry.path), mtime_ns=entry.mtime_ns)
+            return Located(work.state.sha256, body)
+        hashed = await asyncio.to_thread(read_and_hash, entry.path)
+        return Located(hashed.sha256, hashed.body)
+
+    async def _link(self, entry: Entry, located: Located, audio: AudioInfo) -> Job | None:
+        """Record the source against its content; return a job if this run must upload it."""
+        if self.writer is None:
+            await self._count_dry(entry, located)
+            return None
+        link = await self.writer.link(
+            facts_of(entry, located), sha256=located.sha256, size=located.size
+        )
+        status, content_id = link.status, link.content_id
+        retry = link.retryable or self.policy.retry_failed
+        if status == ContentStatus.FAILED and retry and content_id not in self.claimed:
+            self.writer.reset(content_id)
+            status = ContentStatus.PENDING
+        if status != ContentStatus.PENDING or content_id in self.claimed:
+            self._count_linked(entry, status, content_id)
+            located.discard()
+            return None
+        self.claimed.add(content_id)
+        return Job(content_id, entry.source, entry.purpose, entry.filename, audio, located)
+
+    def _count_linked(self, entry: Entry, status: str, content_id: int) -> None:
+        if status == ContentStatus.DONE or content_id in self.claimed:
+            self.tally.deduplicated += 1
+            log.info(
+                "same bytes as an upload already %s: %s (%s)",
+                "done" if status == ContentStatus.DONE else "in this run",
+                entry.source,
+                entry.purpose,
+            )
+        else:
+            self.tally.skipped_failed += 1
+
+    async def _count_dry(self, entry: Entry, located: Located) -> None:
+        key = (located.sha256, entry.purpose)
+        done = await self.ledger.content_status_of(*key) == ContentStatus.DONE
+        if done or key in self._dry_seen:
+            self.tally.deduplicated += 1
+        else:
+            self._dry_seen.add(key)
+            self.tally.would_upload[entry.purpose] += 1
+            self.tally.would_upload_bytes[entry.purpose] += located.size
+        located.discard()
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _fail(self, entry: Entry, facts: SourceFacts, reason: str) -> None:
+        self.tally.failed[reason_key(reason)] += 1
+        log.warning("failed %s: %s", _where(entry), reason)
+        if self.writer is not None:
+            self.writer.record_source(facts, status=SourceStatus.FAILED, error=reason)
+
+    def _leave(self, entry: Entry, reason: str) -> None:
+        self.tally.left[reason_key(reason)] += 1
+        log.warning("left for the next run %s: %s", _where(entry), reason)
+        if self.writer is not None:
+            self.writer.record_source(
+                facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
+            )
+
+
+def facts_of(entry: Entry, located: Located | None = None) -> SourceFacts:
+    body = located.body if located is not None else None
+    return SourceFacts(
+        source=entry.source,
+        purpose=entry.purpose,
+        kind=entry.kind,
+        written=entry.written,
+        path=source_key(str(entry.path)) if entry.path is not None else None,
+        filename=wire_filename(entry.filename),
+        size=body.size if body is not None else None,
+        mtime_ns=body.mtime_ns if body is not None else None,
+        sha256=located.sha256 if located is not None else None,
+        line=entry.line,
+        external_id=entry.external_id,
+        extra=entry.extra,
+    )
+
+
+def _probe(located: Located) -> AudioInfo:
+    body = located.body
+    if located.temporary is not None:
+        return probe(located.temporary)
+    assert body.path is not None
+    return probe(Path(body.path))
+
+
+def _discard(located: Located | None) -> None:
+    if located is not None:
+        located.discard()
+
+
+async def _stat_unstated(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:
+    """The batch with every local file's size and mtime filled in (manifest rows come without),
+    and for each entry the reason it cannot be read, if it cannot."""
+    if all(e.path is None or e.size is not None for e in batch):
+        return list(batch), [None] * len(batch)
+    return await asyncio.to_thread(_stat_all, batch)
+
+
+def _stat_all(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:
+    entries: list[Entry] = []
+    errors: list[str | None] = []
+    for entry in batch:
+        error = None
+        if entry.path is not None and entry.size is None and entry.error is None:
+            try:
+                info = os.stat(entry.path)
+                entry = dataclasses.replace(entry, size=info.st_size, mtime_ns=info.st_mtime_ns)
+            except OSError as exc:
+                error = f"cannot read file: {exc.strerror or exc}"
+        entries.append(entry)
+        errors.append(error)
+    return entries, errors
+
+
+def _where(entry: Entry) -> str:
+    return f"{entry.source} line {entry.line}" if entry.line is not None else entry.source

@@ -1,0 +1,164 @@
+"""Step 3 of a run: send one job, with its retries, holding a request slot only while it counts.
+
+    # 3a. wait for a request slot and the pool's pace (`Throttle`);
+    # 3b. count the attempt in the ledger, send, and record the answer: `done` with the ids is
+    #     committed before the slot is given back, so a crash repeats at most the uploads that
+    #     hold a slot (at most `--concurrency`);
+    # 3c. on a transient error, give the slot back and wait out the backoff (the service's
+    #     Retry-After wins), then go to 3a; past `--max-attempts` (or `max_backoff` of waiting)
+    #     the content is left for the next run.
+
+A permanent error fails the content at once; a refused key stops the whole run (`fatal`); a file
+that changed since it was hashed is left for the next run; a ledger that cannot be written stops
+the run (the writer asks for that itself).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from pipeline.errors import (
+    LedgerWriteError,
+    PermanentError,
+    RunFatal,
+    SourceChanged,
+    TransientError,
+)
+from pipeline.ledger.writer import Writer
+from pipeline.model import Job, Stop, Uploader, UploadResult
+from pipeline.report import Tally, reason_key
+from pipeline.retry import RetryPolicy, retrying
+from pipeline.states import StopReason
+from pipeline.throttle import Throttle
+
+log = logging.getLogger(__name__)
+
+
+class _Stopped(Exception):
+    """Raised instead of an attempt or a backoff when the run is stopping: the entry stays
+    pending for the next run."""
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        uploader: Uploader,
+        writer: Writer,
+        throttle: Throttle,
+        policy: RetryPolicy,
+        stop: Stop,
+        tally: Tally,
+        concurrency: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.uploader = uploader
+        self.writer = writer
+        self.throttle = throttle
+        self.policy = policy
+        self.stop = stop
+        self.tally = tally
+        self.clock = clock
+        self.fatal: RunFatal | None = None
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def send(self, job: Job) -> None:
+        """Upload `job` and record what came of it. Never raises but for cancellation."""
+        started, attempts = self.clock(), 0
+        try:
+            async for try_ in retrying(
+                self.policy, sleep=self._backoff, before_sleep=self._announcer(job)
+            ):
+                with try_:
+                    attempts += 1
+                    self.tally.retries += attempts > 1
+                    result = await self._attempt(job)
+        except (_Stopped, LedgerWriteError):
+            return
+        except Exception as exc:  # noqa: BLE001 (every outcome is recorded, none stops the pool)
+            await self._record_failure(job, exc, attempts)
+            return
+        self.tally.uploaded += 1
+        self.tally.uploaded_bytes += job.data.size
+        log.info(
+            "done %s (%s) voice_id=%s instrumental_id=%s attempt %d in %.2f s",
+            job.source,
+            job.purpose,
+            result.voice_id,
+            result.instrumental_id,
+            attempts,
+            self.clock() - started,
+        )
+
+    async def _attempt(self, job: Job) -> UploadResult:
+        async with self._slots:
+            if self.stop.requested:
+                raise _Stopped()  # not on the wire yet: it stays pending for the next run
+            self.writer.attempt(job.content_id)
+            await self.throttle.acquire()  # last, so the request leaves right on its slot
+            self.tally.in_flight += 1
+            try:
+                result = await self.uploader.upload(
+                    job.data.body,
+                    purpose=job.purpose,
+                    filename=job.filename,
+                    content_type=job.audio.content_type,
+                )
+            except TransientError as exc:
+                if exc.throttled:
+                    self.throttle.on_throttled(exc.retry_after)
+                raise
+            finally:
+                self.tally.in_flight -= 1
+            await self.writer.done(job.content_id, result)
+        self.throttle.on_success()
+        return result
+
+    async def _record_failure(self, job: Job, exc: Exception, attempts: int) -> None:
+        where = f"{job.source} ({job.purpose})"
+        if isinstance(exc, RunFatal):
+            self.fatal = self.fatal or exc
+            self.stop.request(StopReason.FATAL)
+            return
+        if isinstance(exc, SourceChanged):
+            self.writer.leave_source(job.source, job.purpose, exc.reason)
+            self.tally.left[reason_key(exc.reason)] += 1
+            log.warning("left for the next run %s: %s", where, exc.reason)
+            return
+        final = isinstance(exc, PermanentError)
+        if not isinstance(exc, TransientError | PermanentError):
+            log.error("internal error on %s: %r", where, exc, exc_info=log.isEnabledFor(10))
+            exc = TransientError(f"internal error: {type(exc).__name__}: {exc}")
+        assert isinstance(exc, TransientError | PermanentError)
+        with contextlib.suppress(LedgerWriteError):
+            await self.writer.failed(
+                job.content_id, exc.reason, trace_id=exc.trace_id, retryable=not final
+            )
+        (self.tally.failed if final else self.tally.left)[reason_key(exc.reason)] += 1
+        outcome = "failed" if final else "left for the next run"
+        log.warning("%s %s after %d attempt(s): %s", outcome, where, attempts, exc.reason)
+
+    def _announcer(self, job: Job) -> Callable[[int, BaseException | None, float], None]:
+        def announce(attempt: int, error: BaseException | None, seconds: float) -> None:
+            reason = getattr(error, "reason", repr(error))
+            log.info(
+                "attempt %d of %s (%s) failed: %s; retrying in %.1f s",
+                attempt,
+                job.source,
+                job.purpose,
+                reason,
+                seconds,
+            )
+
+        return announce
+
+    async def _backoff(self, seconds: float) -> None:
+        if self.stop.requested:
+            raise _Stopped()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.event.wait(), timeout=seconds)
+            raise _Stopped()
