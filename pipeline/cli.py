@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="a CSV manifest, whatever its name",
     )
+    run.add_argument(
+        "--manifest-encoding",
+        dest="manifest_encoding",
+        metavar="NAME",
+        help="encoding of manifests without a byte-order mark (cp1252, latin-1; default UTF-8)",
+    )
     run.add_argument("--purpose", help=f"one of {', '.join(PURPOSES)} for every entry")
     run.add_argument("--api-url", dest="api_url", help="upload endpoint")
     run.add_argument("--concurrency", help="uploads in flight (default 8)")
@@ -110,6 +116,7 @@ FLAG_SETTINGS = (
     "grace",
     "max_duration",
     "min_age",
+    "manifest_encoding",
     "progress",
     "dry_run",
     "retry_failed",

@@ -52,7 +52,7 @@ log = logging.getLogger("pipeline")
 async def run(
     settings: Settings, raw_sources: Sequence[str], manifests: Sequence[str], *, argv: Sequence[str]
 ) -> int:
-    roots = check_sources(raw_sources, manifests)
+    roots = check_sources(raw_sources, manifests, encoding=settings.manifest_encoding)
     logs.configure(settings.log_level, settings.log_format, settings.api_key)
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
@@ -199,7 +199,12 @@ def _build(
             concurrency=settings.concurrency,
         )
     runner = Runner(
-        batches=iter_batches(roots, purpose=settings.purpose, stats=tally.crawl),
+        batches=iter_batches(
+            roots,
+            purpose=settings.purpose,
+            stats=tally.crawl,
+            encoding=settings.manifest_encoding,
+        ),
         preparer=preparer,
         send=None if sender is None else sender.send,
         stop=stop,

@@ -235,6 +235,12 @@ class Settings:
         _optional(parse_duration),
         "Stop taking new work after this long (2h, 90m); exit 4 if work is left.",
     )
+    manifest_encoding: str | None = _field(
+        None,
+        _optional(str),
+        "Encoding of CSV manifests that have no byte-order mark (cp1252, latin-1, ...). Unset: "
+        "UTF-8. A mark (UTF-8, UTF-16, UTF-32) always wins.",
+    )
     min_age: float | None = _field(
         None,
         _optional(parse_duration),

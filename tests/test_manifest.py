@@ -57,7 +57,12 @@ async def test_row_purpose_wins_over_the_flag(tmp_path: Path) -> None:
     assert (first.purpose, second.purpose) == ("voice", "song")
 
 
-async def test_bad_rows_carry_their_line_and_reason(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("codec", "newline"), [("utf-8", "\n"), ("utf-16", "\r\n"), ("utf-8-sig", "\r")]
+)
+async def test_bad_rows_carry_their_line_and_reason(
+    tmp_path: Path, codec: str, newline: str
+) -> None:
     text = (
         "source,purpose\n"
         "a.wav,song\n"  # 2: good
@@ -70,7 +75,9 @@ async def test_bad_rows_carry_their_line_and_reason(tmp_path: Path) -> None:
         "f.wav\n"  # 10: no purpose
         "g.wav,song\n"  # 11: good
     )
-    entries = await rows(write(tmp_path, text))
+    path = tmp_path / "m.csv"
+    path.write_bytes(text.replace("\n", newline).encode(codec))  # utf-16 writes a mark
+    entries = await rows(path)
     errors = {e.line: e.error for e in entries}
     assert errors[2] is None and errors[6] is None and errors[11] is None
     assert errors[3] == "empty source"

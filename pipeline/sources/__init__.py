@@ -54,14 +54,18 @@ class Source:
     is_manifest: bool
 
 
-def check_sources(raw: Sequence[str], manifests: Sequence[str] = ()) -> list[Source]:
+def check_sources(
+    raw: Sequence[str], manifests: Sequence[str] = (), *, encoding: str | None = None
+) -> list[Source]:
     """Every SOURCE must be a folder or a .csv manifest that exists (`--manifest` files may have
-    any name), and every manifest must have a source column; else a usage error, before any
-    work starts."""
-    from pipeline.sources.manifest import read_header
+    any name), and every manifest must decode (in `encoding` when it has no byte-order mark,
+    else UTF-8) and have a source column; else a usage error, before any work starts."""
+    from pipeline.sources.manifest import check_encoding, read_header
 
     if not raw and not manifests:
         raise UsageError("no SOURCE given: name a folder or a .csv manifest")
+    if encoding is not None:
+        check_encoding(encoding)
     checked = []
     for item, forced in [(r, False) for r in raw] + [(m, True) for m in manifests]:
         path = Path(item).expanduser()
@@ -70,7 +74,7 @@ def check_sources(raw: Sequence[str], manifests: Sequence[str] = ()) -> list[Sou
         if path.is_dir() and not forced:
             checked.append(Source(path, is_manifest=False))
         elif path.is_file() and (forced or path.suffix.lower() == ".csv"):
-            read_header(path)
+            read_header(path, encoding)
             checked.append(Source(path, is_manifest=True))
         else:
             raise UsageError(f"source is neither a folder nor a .csv manifest: {item}")
@@ -78,16 +82,22 @@ def check_sources(raw: Sequence[str], manifests: Sequence[str] = ()) -> list[Sou
 
 
 async def iter_batches(
-    sources: Sequence[Source], *, purpose: str | None, stats: CrawlStats
+    sources: Sequence[Source],
+    *,
+    purpose: str | None,
+    stats: CrawlStats,
+    encoding: str | None = None,
 ) -> AsyncIterator[list[Entry]]:
     """Entries in batches (a directory listing, a few hundred manifest rows), so that what is
-    looked up, decided and recorded per entry can be done per batch."""
+    looked up, decided and recorded per entry can be done per batch. `encoding` is for
+    manifests without a byte-order mark."""
     from pipeline.sources.folder import walk_folder
     from pipeline.sources.manifest import read_manifest
 
     for source in sources:
         if source.is_manifest:
-            async for batch in _batched(read_manifest(source.path, purpose=purpose)):
+            rows = read_manifest(source.path, purpose=purpose, encoding=encoding)
+            async for batch in _batched(rows):
                 yield batch
         else:
             async for batch in walk_folder(source.path, purpose=purpose, stats=stats):
