@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline import logs, progress
 from pipeline.api import UploadClient
-from pipeline.config import Settings
+from pipeline.config import KEY_ENV, Secret, Settings
 from pipeline.errors import UsageError
 from pipeline.fetch import HttpFetcher
 from pipeline.ledger import Location, lock, migrate, open_ledger
@@ -53,7 +53,8 @@ async def run(
     settings: Settings, raw_sources: Sequence[str], manifests: Sequence[str], *, argv: Sequence[str]
 ) -> int:
     roots = check_sources(raw_sources, manifests, encoding=settings.manifest_encoding)
-    logs.configure(settings.log_level, settings.log_format, settings.api_key)
+    logs.configure(settings.log_level, settings.log_format, _secrets(settings))
+    _warn_short_key(settings)
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
         if settings.dry_run:
@@ -68,6 +69,22 @@ async def run(
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
         return await _run_with_ledger(settings, roots, ledger, argv=argv)
+
+
+def _secrets(settings: Settings) -> list[Secret]:
+    found = [] if settings.api_key is None else [settings.api_key]
+    password = settings.db.url.password
+    return found + ([Secret(str(password))] if password else [])
+
+
+def _warn_short_key(settings: Settings) -> None:
+    key = settings.api_key
+    if key is not None and len(key.reveal()) < logs.SHORTEST_REAL_KEY:
+        log.warning(
+            "the API key is only %d characters long; a real key is longer: check %s",
+            len(key.reveal()),
+            KEY_ENV,
+        )
 
 
 def _held(location: Location, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
@@ -144,11 +161,11 @@ async def _run_with_ledger(
         stop.reason, finished=runner.finished, failed=tally.failed_total, left=tally.left_total
     )
     elapsed = time.monotonic() - started
-    _say_why(stop, sender, writer)
-    if not settings.dry_run:
+    if writer is not None and writer.failure is None:
         await _finish(ledger, run_id, code, tally.as_dict(elapsed))
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
+    _say_why(sender, writer)  # last, so it is the line a person (or cron's mail) sees
     return int(code)
 
 
@@ -159,6 +176,7 @@ def _writer_for(ledger: Ledger, run_id: int, stop: Stop) -> Writer:
         shown=ledger.location.shown,
         clock=ledger.clock,
         run_id=run_id,
+        watch=ledger.location.path,
     )
     writer.on_failure = lambda _: stop.request(StopReason.LEDGER)
     return writer
@@ -215,7 +233,7 @@ def _build(
     return runner, sender
 
 
-def _say_why(stop: Stop, sender: Sender | None, writer: Writer | None) -> None:
+def _say_why(sender: Sender | None, writer: Writer | None) -> None:
     if sender is not None and sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
     if writer is not None and writer.failure is not None:

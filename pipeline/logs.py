@@ -1,31 +1,51 @@
-"""Logging set-up: plain lines or JSON lines on stderr, and a filter that masks the API key.
+"""Logging set-up: plain lines or JSON lines on stderr, and a filter that masks secrets.
 
-The key is never put in a message on purpose; the filter is a second line of defence for text that
-comes from elsewhere (a library's exception text, say).
+The key (and a database password) is never put in a message on purpose; the filter is a second
+line of defence for text that comes from elsewhere (a library's exception text, say). It masks a
+secret only where it stands as a whole token, so a short or unlucky key never stars letters
+inside paths and words.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
 
 from pipeline.config import Secret
 
+SHORTEST_REAL_KEY = 16  # characters; anything shorter is a typo or a placeholder
 
-class RedactKey(logging.Filter):
-    def __init__(self, key: Secret | None) -> None:
+
+# Characters that continue a token: a secret next to one of these is part of a longer word, path
+# or URL (`/music/a/track.wav` holds no key "a"), and is left alone.
+_TOKEN_CHARS = r"\w\-./\\~+%@"
+
+
+def token_pattern(secrets: list[str]) -> re.Pattern[str] | None:
+    """Matches any of `secrets` where it stands as a whole token: delimited by spaces, quotes,
+    `=`, `&`, `:`, brackets or the ends of the line, not inside a word, path or URL."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not values:
+        return None
+    alternatives = "|".join(re.escape(v) for v in values)
+    return re.compile(rf"(?<![{_TOKEN_CHARS}])(?:{alternatives})(?![{_TOKEN_CHARS}])")
+
+
+class RedactSecrets(logging.Filter):
+    def __init__(self, secrets: list[Secret]) -> None:
         super().__init__()
-        self._value = key.reveal() if key is not None else ""
+        self._pattern = token_pattern([s.reveal() for s in secrets])
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._value:
+        if self._pattern is not None:
             message = record.getMessage()
-            if self._value in message:
-                record.msg = message.replace(self._value, "***")
-                record.args = None
+            masked = self._pattern.sub("***", message)
+            if masked != message:
+                record.msg, record.args = masked, None
         return True
 
 
@@ -56,7 +76,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure(level: str, fmt: str, key: Secret | None) -> None:
+def configure(level: str, fmt: str, secrets: list[Secret]) -> None:
     handler = _StderrHandler()
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -64,7 +84,7 @@ def configure(level: str, fmt: str, key: Secret | None) -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
         )
-    handler.addFilter(RedactKey(key))
+    handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

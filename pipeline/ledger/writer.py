@@ -23,7 +23,10 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
@@ -37,6 +40,7 @@ from pipeline.model import UploadResult
 from pipeline.states import ContentStatus, SourceStatus
 
 log = logging.getLogger(__name__)
+WATCH_EVERY = 1.0  # seconds between looks at the ledger file's identity
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,9 +61,21 @@ class _Op:
 
 class Writer:
     def __init__(
-        self, engine: AsyncEngine, *, dialect: str, shown: str, clock: Clock, run_id: int
+        self,
+        engine: AsyncEngine,
+        *,
+        dialect: str,
+        shown: str,
+        clock: Clock,
+        run_id: int,
+        watch: Path | None = None,
     ) -> None:
         self._engine = engine
+        # An SQLite file removed or replaced under a running process takes every later write
+        # into a file nobody will open again, without an error: look at the path now and then.
+        self._watch = watch
+        self._identity = _identity(watch)
+        self._looked = 0.0
         self._dialect = dialect
         self._shown = shown
         self._clock = clock
@@ -168,7 +184,8 @@ class Writer:
             batch, self._ops = self._ops, []
             try:
                 results = await self._commit(batch)
-            except DBAPIError as exc:
+                self._look_at_file()
+            except (DBAPIError, _FileGone) as exc:
                 self._fail(batch, exc)
                 return
             for op, result in zip(batch, results, strict=True):
@@ -179,10 +196,17 @@ class Writer:
         async with self._engine.begin() as conn:
             return await self._statements.apply(conn, batch)
 
-    def _fail(self, batch: Sequence[_Op], exc: DBAPIError) -> None:
-        self.failure = LedgerWriteError(
-            f"ledger {self._shown} cannot be written: {_os_reason(exc)}"
-        )
+    def _look_at_file(self) -> None:
+        now = time.monotonic()
+        if self._watch is None or now - self._looked < WATCH_EVERY:
+            return
+        self._looked = now
+        if _identity(self._watch) != self._identity:
+            raise _FileGone("the file was removed or replaced while this run was using it")
+
+    def _fail(self, batch: Sequence[_Op], exc: DBAPIError | _FileGone) -> None:
+        reason = _os_reason(exc) if isinstance(exc, DBAPIError) else str(exc)
+        self.failure = LedgerWriteError(f"ledger {self._shown} cannot be written: {reason}")
         log.error("%s", self.failure)
         for op in [*batch, *self._ops]:
             if op.future is not None and not op.future.done():
@@ -221,6 +245,20 @@ class Writer:
             "created_at": now,
             "updated_at": now,
         }
+
+
+class _FileGone(Exception):
+    """The ledger file at its path is not the one this run opened."""
+
+
+def _identity(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _os_reason(exc: DBAPIError) -> str:

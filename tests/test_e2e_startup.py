@@ -1,0 +1,101 @@
+"""A kill at any moment of a first run's start-up never bricks the ledger.
+
+Two ways: a kill -9 at increasing delays after `ingest run` starts (real timing, nobody chose
+the moment), and a process that dies right after each statement of the schema creation in turn
+(every moment between two DDL statements, deterministically). Each time, the next run must end
+with exit 0 and every file done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.ledger.migrate import current, upgrade
+from pipeline.samples import write_wav
+from tests.conftest import SandboxServer, cli_env, export, run_cli
+
+pytestmark = pytest.mark.e2e
+
+# Runs the real migrations, dying (as kill -9 does: no cleanup) right after statement number N.
+DIE_AFTER_STATEMENT = """
+import asyncio, os, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from pipeline.ledger.migrate import upgrade
+
+seen = 0
+def after(conn, cursor, statement, *args):
+    global seen
+    if statement.lstrip().upper().startswith(("CREATE", "INSERT", "UPDATE", "ALTER", "DROP")):
+        seen += 1
+        if seen == int(sys.argv[2]):
+            os._exit(9)
+event.listen(Engine, "after_cursor_execute", after)
+asyncio.run(upgrade(sys.argv[1]))
+print("completed")
+"""
+
+
+def catalogue(root: Path) -> Path:
+    for i in range(3):
+        write_wav(root / "song" / f"t{i}.wav", 10.5, seed=i, rate=2000)
+    return root
+
+
+def assert_next_run_finishes(tmp_path: Path, sandbox: SandboxServer) -> None:
+    result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert [r["status"] for r in export(tmp_path)] == ["done"] * 3
+
+
+def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """After each death, what the next run does first (check and upgrade the ledger) must
+    succeed; one full run at the end proves the ledger works."""
+    catalogue(tmp_path / "cat")
+    statement, died = 0, 0
+    head = asyncio.run(current(str(tmp_path / "probe.db")))[1]
+    while True:
+        statement += 1
+        (tmp_path / "ingest.db").unlink(missing_ok=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", DIE_AFTER_STATEMENT, "ingest.db", str(statement)],
+            cwd=tmp_path,
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if "completed" in proc.stdout:
+            break
+        assert proc.returncode == 9, proc.stderr
+        died += 1
+        assert asyncio.run(upgrade(str(tmp_path / "ingest.db"))) == head
+    assert died >= 5  # every table, index and the version stamp was a moment to die at
+    assert_next_run_finishes(tmp_path, sandbox)
+
+
+def test_kill_9_at_increasing_delays_during_start_up_never_bricks_the_ledger(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    catalogue(tmp_path / "cat")
+    for delay in (0.2, 0.45, 0.7, 0.95, 1.3):
+        (tmp_path / "ingest.db").unlink(missing_ok=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "run", "cat", "--api-url", sandbox.url],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        assert_next_run_finishes(tmp_path, sandbox)
