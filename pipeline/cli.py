@@ -7,15 +7,17 @@ returns its own code; one that cannot, raises an `IngestError` that carries its 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pipeline import __version__
 from pipeline.outcome import Exit
 from pipeline.states import PURPOSES
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-age", dest="min_age", help="leave files modified less than this long ago (30s, 5m)"
     )
     run.add_argument("--progress", choices=["auto", "always", "never"])
+    run.add_argument(
+        "-v", "--verbose", action="store_true", help="one line per file, also on a terminal"
+    )
+    run.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors and the summary; no live display"
+    )
     for flag, help_text in (
         ("--dry-run", "walk, probe and hash; upload nothing, change nothing"),
         ("--retry-failed", "retry entries that failed for good earlier"),
@@ -75,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
 
     status = commands.add_parser("status", help="counts by status and purpose, and the last runs")
+    status.add_argument("--json", action="store_true", help="the same figures as JSON")
     _common(status)
 
     export = commands.add_parser("export", help="one record per source, as JSON lines or CSV")
@@ -82,17 +91,55 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--status", choices=["done", "failed", "pending"])
     export.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
     export.add_argument("--force", action="store_true", help="replace --output if it exists")
+    export.add_argument(
+        "--excel",
+        action="store_true",
+        help="CSV for Excel: UTF-8 with a byte-order mark and CRLF line ends (implies csv)",
+    )
     _common(export)
 
     sandbox = commands.add_parser("sandbox", help="run the local stand-in for the upload API")
-    from pipeline.sandbox import add_arguments
-
-    add_arguments(sandbox)
+    _sandbox_arguments(sandbox)
 
     db = commands.add_parser("db", help="ledger schema: upgrade, or show its revision")
     db.add_argument("action", choices=["upgrade", "current"])
     _common(db)
     return parser
+
+
+def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to answers")
+    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
+    parser.add_argument(
+        "--hang-rate", type=float, default=0.0, help="share of requests never answered"
+    )
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered HTTP 503")
+    parser.add_argument(
+        "--throttle-rate", type=float, default=0.0, help="share answered HTTP 429 with Retry-After"
+    )
+    parser.add_argument(
+        "--busy-rate",
+        type=float,
+        default=0.0,
+        help="share answered HTTP 200 with base_resp 1002 (rate limit)",
+    )
+    parser.add_argument(
+        "--reject-rate",
+        type=float,
+        default=0.0,
+        help="share answered HTTP 200 with base_resp 1026 (sensitive content, final)",
+    )
+    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds")
+    parser.add_argument(
+        "--max-rps",
+        type=float,
+        default=None,
+        help="answer 429 beyond this many requests per second",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
+    parser.add_argument("--log", default=None, help="append each request as a JSON line here")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -133,6 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(args, environ=os.environ)
     flags = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
+    if getattr(args, "verbose", False):
+        flags.setdefault("log_level", "info")
+    if getattr(args, "quiet", False):
+        flags.setdefault("log_level", "error")
+        flags.setdefault("progress", "never")
     from pipeline.config import load_settings
     from pipeline.errors import IngestError
 
@@ -143,30 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=flags,
             need_key=args.command == "run" and not flags.get("dry_run"),
         )
-        from pipeline import commands
+        import asyncio  # here, not at the top: `ingest --help` should not pay for it
 
-        if args.command == "run":
-            return asyncio.run(
-                commands.run(
-                    settings,
-                    args.sources,
-                    args.manifest,
-                    argv=list(argv if argv is not None else sys.argv[1:]),
-                )
-            )
-        if args.command == "status":
-            return asyncio.run(commands.status(settings))
-        if args.command == "export":
-            return asyncio.run(
-                commands.export(
-                    settings,
-                    fmt=args.format,
-                    status=args.status,
-                    output=args.output,
-                    force=args.force,
-                )
-            )
-        return asyncio.run(commands.db(settings, args.action))
+        return asyncio.run(_dispatch(args, settings, argv))
     except IngestError as exc:
         return _fail(exc.exit_code, str(exc))
     except KeyboardInterrupt:
@@ -176,6 +207,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return int(Exit.OK)
+
+
+async def _dispatch(
+    args: argparse.Namespace, settings: Settings, argv: Sequence[str] | None
+) -> int:
+    """Run the command, importing only its own module (status never loads aiohttp)."""
+    if args.command == "run":
+        from pipeline.commands import run
+
+        given = list(argv if argv is not None else sys.argv[1:])
+        return await run.run(settings, args.sources, args.manifest, argv=given)
+    from pipeline.commands import reading
+
+    if args.command == "status":
+        return await reading.status(settings, as_json=args.json)
+    if args.command == "export":
+        return await reading.export(
+            settings,
+            fmt=args.format,
+            status=args.status,
+            output=args.output,
+            force=args.force,
+            excel=args.excel,
+        )
+    return await reading.db(settings, args.action)
 
 
 def _fail(code: Exit, message: str) -> int:

@@ -256,12 +256,17 @@ class Settings:
     wait: bool = _field(
         False, parse_bool, "If another run holds the ledger, wait for it instead of exiting 3."
     )
-    log_level: str = _field("info", _choice("debug", "info", "warning", "error"), "Log level.")
+    log_level: str | None = _field(
+        None,
+        _optional(_choice("debug", "info", "warning", "error")),
+        "Log level: debug, info, warning or error. Unset: warning on a terminal, where the live "
+        "display shows the progress; info otherwise (one line per file: the audit trail).",
+    )
     log_format: str = _field("text", _choice("text", "json"), "Log lines as text or JSON.")
     progress: str = _field(
         "auto",
         _choice("auto", "always", "never"),
-        "Live progress display: auto shows it only on a terminal.",
+        "Live display of the run: auto shows it only on a terminal (stderr), with text logs.",
     )
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 

@@ -33,6 +33,8 @@ _NAMED_BACK = {v: k for k, v in _NAMED.items()} | {'"': 0x22, "\\": 0x5C}
 
 def is_plain(text: str) -> bool:
     """True when `text` can be stored and shown as it is: valid UTF-8, no control characters."""
+    if text.isascii():
+        return text.isprintable()  # for ASCII: exactly "no control characters"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -99,18 +99,18 @@ class Preparer:
 
     async def prepare(self, work: Work) -> Job | None:
         """Locate, probe and link one entry; the job if its content still needs an upload."""
-        located: Located | None = None
         try:
-            located = await self._locate(work)
-            audio = await asyncio.to_thread(_probe, located)
+            located, audio = await self._locate(work)
         except PermanentError as exc:
-            # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
-            self._fail(work.entry, facts_of(work.entry, located), exc.reason)
-            _discard(located)
+            self._fail(work.entry, facts_of(work.entry), exc.reason)
             return None
         except EntryError as exc:  # timeouts, a file still being written: left for the next run
             self._leave(work.entry, exc.reason)
-            _discard(located)
+            return None
+        if isinstance(audio, PermanentError):
+            # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
+            self._fail(work.entry, facts_of(work.entry, located), audio.reason)
+            located.discard()
             return None
         try:
             return await self._link(work.entry, located, audio)
@@ -118,19 +118,24 @@ class Preparer:
             located.discard()
             raise
 
-    async def _locate(self, work: Work) -> Located:
+    async def _locate(self, work: Work) -> tuple[Located, AudioInfo | PermanentError]:
+        """The entry's bytes and what they are (or why they cannot be sent)."""
         entry = work.entry
         if work.step is Step.FETCH:
             if self.fetcher is None:
                 raise PermanentError("URL sources need a fetcher")
             assert entry.url is not None
-            return await self.fetcher.fetch(entry.url)
+            fetched = await self.fetcher.fetch(entry.url)
+            try:
+                return await asyncio.to_thread(_probed, fetched)
+            except BaseException:  # cancelled by a stop: the temporary file goes too
+                fetched.discard()
+                raise
         assert entry.path is not None and entry.size is not None
         if work.step is Step.REUSE and work.state is not None and work.state.sha256:
-            body = Body(size=entry.size, path=str(entry.path), mtime_ns=entry.mtime_ns)
-            return Located(work.state.sha256, body)
-        hashed = await asyncio.to_thread(read_and_hash, entry.path)
-        return Located(hashed.sha256, hashed.body)
+            body = Body(size=entry.size, path=entry.path, mtime_ns=entry.mtime_ns)
+            return await asyncio.to_thread(_probed, Located(work.state.sha256, body))
+        return await asyncio.to_thread(_hashed_and_probed, entry.path)  # one thread hop
 
     async def _link(self, entry: Entry, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""
@@ -210,17 +215,23 @@ def facts_of(entry: Entry, located: Located | None = None) -> SourceFacts:
     )
 
 
-def _probe(located: Located) -> AudioInfo:
+def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:
+    """Blocking: hash the file, then probe the same bytes."""
+    hashed = read_and_hash(path)
+    return _probed(Located(hashed.sha256, hashed.body))
+
+
+def _probed(located: Located) -> tuple[Located, AudioInfo | PermanentError]:
+    """Blocking: what the located bytes are; a refusal is returned, not raised, so the caller
+    still records the hash of a bad file."""
     body = located.body
-    if located.temporary is not None:
-        return probe(located.temporary)
-    assert body.path is not None
-    return probe(Path(body.path))
-
-
-def _discard(located: Located | None) -> None:
-    if located is not None:
-        located.discard()
+    try:
+        if located.temporary is not None:
+            return located, probe(located.temporary)
+        assert body.path is not None
+        return located, probe(Path(body.path))
+    except PermanentError as exc:
+        return located, exc
 
 
 async def _stat_unstated(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:

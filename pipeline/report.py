@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pipeline.sources import CrawlStats
@@ -48,6 +48,7 @@ class Tally:
     left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0  # attempts beyond the first
     in_flight: int = 0
+    sending: dict[int, str] = dataclasses.field(default_factory=dict)  # content id -> source
     would_upload: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     would_upload_bytes: collections.Counter[str] = dataclasses.field(
         default_factory=collections.Counter
@@ -149,43 +150,70 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
     return "\n".join(lines)
 
 
-def render_status(
+def status_data(
     counts: list[tuple[str, str, int]],
     runs: Sequence[Mapping[Any, Any]],
     errors: list[tuple[str, int]],
     *,
-    fmt_time: Any,
-) -> str:
+    ledger: str,
+) -> dict[str, Any]:
+    """Everything `ingest status` shows, as plain data: the text view and `--json` both render
+    this, so they always agree."""
     by_purpose: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     for purpose, status, n in counts:
         by_purpose[purpose or "(none)"][status] += n
-    lines = [f"{'purpose':<14}{'done':>9}{'failed':>9}{'pending':>9}{'total':>9}"]
     total: collections.Counter[str] = collections.Counter()
-    for purpose in sorted(by_purpose):
-        c = by_purpose[purpose]
-        total.update(c)
-        lines.append(
-            f"{purpose:<14}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{sum(c.values()):>9}"
-        )
-    lines.append(
-        f"{'all':<14}{total['done']:>9}{total['failed']:>9}{total['pending']:>9}"
-        f"{sum(total.values()):>9}"
-    )
-    if errors:
-        lines.append("")
-        lines.append("most common errors (failed or pending):")
-        lines += [f"  {n:>6}  {error}" for error, n in errors]
-    lines.append("")
-    lines.append("last runs:")
-    if not runs:
+    for counter in by_purpose.values():
+        total.update(counter)
+    return {
+        "ledger": ledger,
+        "by_purpose": {p: _status_counts(by_purpose[p]) for p in sorted(by_purpose)},
+        "all": _status_counts(total),
+        "top_errors": [{"error": error, "count": n} for error, n in errors],
+        "runs": [_run_data(run) for run in runs],
+    }
+
+
+def _status_counts(counter: Mapping[str, int]) -> dict[str, int]:
+    counts = {key: int(counter.get(key, 0)) for key in ("done", "failed", "pending")}
+    return counts | {"total": sum(counter.values())}
+
+
+def _run_data(run: Mapping[Any, Any]) -> dict[str, Any]:
+    summary = json.loads(run["summary"]) if run["summary"] else {}
+    return {
+        "id": run["id"],
+        "status": run["status"],
+        "exit_code": run["exit_code"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "pid": run["pid"],
+        "host": run["host"],
+        "uploaded": summary.get("uploaded", 0),
+        "failed": summary.get("failed", 0),
+        "left": summary.get("left_for_next_run", 0),
+    }
+
+
+def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) -> str:
+    lines = [f"{'purpose':<14}{'done':>9}{'failed':>9}{'pending':>9}{'total':>9}"]
+    rows = [*data["by_purpose"].items(), ("all", data["all"])]
+    lines += [
+        f"{name:<14}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{c['total']:>9}"
+        for name, c in rows
+    ]
+    if data["top_errors"]:
+        lines += ["", "most common errors (failed or pending):"]
+        lines += [f"  {e['count']:>6}  {e['error']}" for e in data["top_errors"]]
+    lines += ["", "last runs:"]
+    if not data["runs"]:
         lines.append("  (none)")
-    for run in runs:
-        summary = json.loads(run["summary"]) if run["summary"] else {}
+    for run in data["runs"]:
         code = "-" if run["exit_code"] is None else run["exit_code"]
         lines.append(
             f"  #{run['id']:<5}{fmt_time(run['started_at'])}  {run['status']:<12}exit {code:<4}"
-            f"uploaded {summary.get('uploaded', 0)}, failed {summary.get('failed', 0)}, "
-            f"left {summary.get('left_for_next_run', 0)}  (pid {run['pid']} on {run['host']})"
+            f"uploaded {run['uploaded']}, failed {run['failed']}, left {run['left']}  "
+            f"(pid {run['pid']} on {run['host']})"
         )
     return "\n".join(lines)
 

@@ -60,41 +60,6 @@ class Faults:
     max_rps: float | None = None  # requests per second beyond which 429 is answered
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to answers")
-    parser.add_argument("--drop-rate", type=float, default=0.0, help="share of dropped connections")
-    parser.add_argument(
-        "--hang-rate", type=float, default=0.0, help="share of requests never answered"
-    )
-    parser.add_argument("--error-rate", type=float, default=0.0, help="share answered HTTP 503")
-    parser.add_argument(
-        "--throttle-rate", type=float, default=0.0, help="share answered HTTP 429 with Retry-After"
-    )
-    parser.add_argument(
-        "--busy-rate",
-        type=float,
-        default=0.0,
-        help="share answered HTTP 200 with base_resp 1002 (rate limit)",
-    )
-    parser.add_argument(
-        "--reject-rate",
-        type=float,
-        default=0.0,
-        help="share answered HTTP 200 with base_resp 1026 (sensitive content, final)",
-    )
-    parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds")
-    parser.add_argument(
-        "--max-rps",
-        type=float,
-        default=None,
-        help="answer 429 beyond this many requests per second",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
-    parser.add_argument("--log", default=None, help="append each request as a JSON line here")
-
-
 class Sandbox:
     def __init__(
         self, *, key: str, faults: Faults, seed: int | None = None, log_path: str | None = None
@@ -320,4 +285,4 @@ async def _serve(sandbox: Sandbox, host: str, port: int) -> None:
             await runner.cleanup()
 
 
-__all__ = ["DEMO_KEY", "Faults", "Sandbox", "UPLOAD_PATH", "add_arguments", "serve"]
+__all__ = ["DEMO_KEY", "Faults", "Sandbox", "UPLOAD_PATH", "serve"]

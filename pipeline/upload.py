@@ -101,6 +101,7 @@ class Sender:
             self.writer.attempt(job.content_id)
             await self.throttle.acquire()  # last, so the request leaves right on its slot
             self.tally.in_flight += 1
+            self.tally.sending[job.content_id] = job.source
             try:
                 result = await self.uploader.upload(
                     job.data.body,
@@ -114,6 +115,7 @@ class Sender:
                 raise
             finally:
                 self.tally.in_flight -= 1
+                self.tally.sending.pop(job.content_id, None)
             await self.writer.done(job.content_id, result)
         self.throttle.on_success()
         return result

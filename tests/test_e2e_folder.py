@@ -145,3 +145,36 @@ def test_export_csv_to_a_file_is_atomic_and_never_overwrites(
     (tmp_path / "mine.csv").write_text("not yours")
     refused = run_cli("export", "-o", "mine.csv", cwd=tmp_path)
     assert refused.code == 2 and (tmp_path / "mine.csv").read_text() == "not yours"
+
+
+def test_status_json_has_the_same_figures_as_the_text_view(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    import json
+
+    counts = make_catalogue(tmp_path / "cat", per_purpose=2)
+    assert run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path).code == 1
+    text = run_cli("status", cwd=tmp_path)
+    data = json.loads(run_cli("status", "--json", cwd=tmp_path).stdout)
+    all_row = next(line for line in text.stdout.splitlines() if line.startswith("all "))
+    assert all_row.split()[1:] == [
+        str(data["all"][k]) for k in ("done", "failed", "pending", "total")
+    ]
+    assert data["all"]["done"] == counts["good"] + counts["duplicates"]
+    assert data["all"]["failed"] == counts["bad"]
+    (run,) = data["runs"]
+    assert (run["exit_code"], run["uploaded"], run["failed"]) == (1, counts["good"], counts["bad"])
+    assert f"uploaded {run['uploaded']}, failed {run['failed']}" in text.stdout
+
+
+def test_export_for_excel_has_a_byte_order_mark_and_crlf(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    write_wav(tmp_path / "cat" / "song" / "Café del Mar.wav", 11)
+    assert run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path).code == 0
+    assert run_cli("export", "--excel", "-o", "ids.csv", cwd=tmp_path).code == 0
+    data = (tmp_path / "ids.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfsource,purpose,") and data.endswith(b"\r\n")
+    assert "Café del Mar.wav".encode() in data and b"\n" not in data.replace(b"\r\n", b"")
+    plain = run_cli("export", "--format", "csv", cwd=tmp_path).stdout
+    assert plain.startswith("source,") and "\r" not in plain

@@ -49,6 +49,12 @@ def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
     engine.dispose()
 
 
+async def test_the_schema_revision_constant_is_the_newest_migration(tmp_path: Path) -> None:
+    from pipeline.ledger.models import SCHEMA_REVISION
+
+    assert (await current(str(tmp_path / "r.db")))[1] == SCHEMA_REVISION
+
+
 async def test_ledger_uses_wal(tmp_path: Path) -> None:
     ledger = await open_ledger(str(tmp_path / "w.db"))
     await ledger.start_run(pid=1, host="h", command="c")

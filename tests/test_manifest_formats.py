@@ -41,10 +41,10 @@ async def test_excel_cp1252_semicolons_crlf_read_with_the_encoding_given(tmp_pat
     assert read_header(path, "cp1252") == ["path", "purpose", "title", "price", ""]
     cafe, night, naive = await rows(path, encoding="cp1252")
     assert (cafe.line, night.line, naive.line) == (2, 3, 5)  # line 4 is empty: skipped
-    assert cafe.path == tmp_path / "Café del Mar.wav" and cafe.filename == "Café del Mar.wav"
+    assert cafe.path == str(tmp_path / "Café del Mar.wav") and cafe.filename == "Café del Mar.wav"
     assert cafe.extra == {"title": "Café del Mar", "price": "€ 1,99"}  # no trailing column
     assert night.filename == "Night; Day.wav" and night.extra == {"title": 'Say "hi"', "price": ""}
-    assert naive.path == tmp_path / "naïve" / "Goût.wav" and naive.purpose == "instrumental"
+    assert naive.path == str(tmp_path / "naïve" / "Goût.wav") and naive.purpose == "instrumental"
     assert all(e.error is None for e in (cafe, night, naive))
 
 
@@ -64,7 +64,7 @@ async def test_excel_unicode_text_utf16_tabs(tmp_path: Path) -> None:
     assert (cafe.line, nino.line, unicode.line) == (2, 4, 5)
     assert cafe.filename == "Café del Mar.wav" and cafe.extra == {"notes": "two\nlines"}
     assert (nino.external_id, nino.extra) == ("A2", {"notes": "€ 5"})
-    assert unicode.path == tmp_path / "Ünïcödé.wav" and unicode.error is None
+    assert unicode.path == str(tmp_path / "Ünïcödé.wav") and unicode.error is None
 
 
 async def test_excel_csv_utf8_with_mark_and_semicolons(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pipeline.ledger.location import Location, parse_location
+from pipeline.ledger.models import SCHEMA_REVISION
 
 if TYPE_CHECKING:
     from pipeline.ledger.store import Clock, Ledger
@@ -21,10 +22,20 @@ async def open_ledger(
     where: Location | str, *, clock: Clock = time.time, check: bool = True
 ) -> Ledger:
     """Check, create or upgrade the schema, then return a Ledger over it. `check=False` when
-    the caller has already run `migrate.check_file`."""
-    from pipeline.ledger.migrate import upgrade
-    from pipeline.ledger.store import Ledger, create_engine_for
+    the caller has already run `files.check_file`."""
+    from pipeline.ledger.store import Ledger, create_engine_for, schema_revision
 
     location = parse_location(where)
-    await upgrade(location, check=check)
+    if check:
+        _check_file(location)
+    if await schema_revision(location) != SCHEMA_REVISION:
+        from pipeline.ledger.migrate import upgrade  # Alembic: only when there is work for it
+
+        await upgrade(location, check=False)
     return Ledger(create_engine_for(location), location, clock=clock)
+
+
+def _check_file(location: Location) -> None:
+    from pipeline.ledger.files import check_file
+
+    check_file(location)

@@ -12,7 +12,6 @@ Alembic is synchronous; it runs on the async engine's connection through `run_sy
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
@@ -25,10 +24,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.files import check_file
 from pipeline.ledger.location import Location, parse_location
 from pipeline.ledger.store import create_engine_for
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})
 
 
@@ -43,31 +42,6 @@ def _script() -> tuple[Config, ScriptDirectory]:
     cfg = Config()
     cfg.set_main_option("script_location", str(migrations_dir()))
     return cfg, ScriptDirectory.from_config(cfg)
-
-
-def check_file(location: Location) -> None:
-    """Refuse, without touching it, an SQLite path that cannot be, or is not, a ledger file."""
-    path = location.path
-    if path is None:
-        return
-    if path.is_dir():
-        raise LedgerError(f"ledger {path} is a folder, not a file")
-    if not path.exists():
-        folder = path.parent
-        if not folder.is_dir():
-            raise LedgerError(f"cannot create ledger {path}: folder {folder} does not exist")
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise LedgerError(f"cannot create ledger {path}: folder {folder} is not writable")
-        return
-    try:
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    except OSError as exc:
-        raise LedgerError(f"cannot read ledger {path}: {exc.strerror or exc}") from exc
-    if header and header != SQLITE_HEADER:
-        raise LedgerError(f"{path} is not an ingest ledger (not an SQLite file); left untouched")
-    if not os.access(path, os.W_OK):
-        raise LedgerError(f"ledger {path} is not writable")
 
 
 async def upgrade(where: Location | str, *, check: bool = True) -> str:

@@ -27,6 +27,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+# The newest migration in migrations/versions/. A ledger at this revision is opened without
+# loading Alembic at all (a test keeps this in step with the migrations).
+SCHEMA_REVISION = "0001"
+
 metadata = MetaData()
 
 contents = Table(

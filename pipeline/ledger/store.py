@@ -16,9 +16,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, func, select, update
+from sqlalchemy import bindparam, case, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -101,6 +102,25 @@ def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEng
         event.listen(engine.sync_engine, "connect", connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
+
+
+_OUR_TABLES_QUERY = text("SELECT 1 FROM runs, sources, contents WHERE 1 = 0")
+_REVISION_QUERY = text("SELECT version_num FROM alembic_version")
+
+
+async def schema_revision(location: Location) -> str | None:
+    """The ledger's schema revision, read without Alembic; None when it has none (new, empty,
+    or not a ledger: the migrations then look closer)."""
+    engine = create_engine_for(location, checking=True)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(_OUR_TABLES_QUERY)  # fails unless every table of ours is there
+            revision = await conn.scalar(_REVISION_QUERY)
+            return None if revision is None else str(revision)
+    except DBAPIError:
+        return None
+    finally:
+        await engine.dispose()
 
 
 def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:

@@ -23,18 +23,21 @@ class CrawlStats:
     unreadable: int = 0  # folders that could not be listed
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Entry:
     """One thing to upload. `source` is its key in the ledger: the absolute path of a local file
     (see `pipeline.names.source_key`), or the URL; `written` is a manifest row's text as written;
     `path` is the local file when there is one; `url` when it must be fetched. `size` and
-    `mtime_ns` are the file's, when the crawl has already looked (a folder crawl always has)."""
+    `mtime_ns` are the file's, when the crawl has already looked (a folder crawl always has).
+
+    Treat it as immutable (`dataclasses.replace` for a changed copy); it is not declared frozen
+    because a crawl makes one per file and a frozen dataclass costs twice as much to build."""
 
     source: str
     purpose: str  # "" when unknown; then `error` says so
     filename: str
     written: str | None = None  # a manifest row's source exactly as written
-    path: Path | None = None
+    path: str | None = None  # a file name as the operating system gave it (see pipeline.names)
     url: str | None = None
     line: int | None = None
     external_id: str | None = None

@@ -123,12 +123,13 @@ def _count(listing: Listing, stats: CrawlStats) -> None:
 
 def _entries(folder: str, listing: Listing, purpose: str | None) -> list[Entry]:
     error = None if purpose else NO_PURPOSE
+    join = os.path.join
     return [
         Entry(
-            source=source_key(os.path.join(folder, name)),
+            source=source_key(join(folder, name)),
             purpose=purpose or "",
             filename=wire_filename(name),
-            path=Path(folder, name),
+            path=join(folder, name),
             error=error,
             size=size,
             mtime_ns=mtime_ns,

@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 
 from pipeline.config import PURPOSES
 from pipeline.errors import UsageError
+from pipeline.names import source_key
 from pipeline.sources import Entry
 
 SOURCE_ALIASES = ("source", "url", "path")
@@ -287,6 +288,18 @@ class _Rows:
         self._handle.close()
 
 
+def count_rows(path: Path, encoding: str | None = None) -> int:
+    """How many rows (blank ones aside) the manifest holds. Blocking: for a worker thread."""
+    rows = _Rows(path, _layout(path, _decoding(path, encoding)))
+    try:
+        total = 0
+        while batch := rows.batch():
+            total += len(batch)
+        return total
+    finally:
+        rows.close()
+
+
 async def read_manifest(
     path: Path, *, purpose: str | None, encoding: str | None = None
 ) -> AsyncIterator[Entry]:
@@ -386,12 +399,12 @@ class _Columns:
             name = filename or unquote(urlsplit(text).path.rsplit("/", 1)[-1]) or "download"
             source = _identity(text, row.external_id)
             return dataclasses.replace(row, source=source, purpose=purpose, filename=name, url=text)
-        path = Path(self._key(text))
+        path = self._key(text)
         return dataclasses.replace(
             row,
-            source=_identity(str(path), row.external_id),
+            source=_identity(source_key(path), row.external_id),
             purpose=purpose,
-            filename=filename or path.name,
+            filename=filename or os.path.basename(path),
             path=path,
         )
 

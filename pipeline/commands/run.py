@@ -1,7 +1,4 @@
-"""What each subcommand does, once the CLI has built Settings. This is the edge where I/O is
-built (aiohttp session, ledger engine and writer, signal handlers, progress display) and passed
-inward; the run itself is `runner.Runner` over the steps in `prepare.py` and `upload.py`.
-"""
+"""`ingest run`: check the sources, hold the ledger, wire the steps into the runner, report."""
 
 from __future__ import annotations
 
@@ -12,25 +9,23 @@ import os
 import shlex
 import signal
 import socket
-import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import aiohttp
 from sqlalchemy.exc import DBAPIError
 
 from pipeline import logs, progress
 from pipeline.api import UploadClient
+from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Secret, Settings
-from pipeline.errors import UsageError
 from pipeline.fetch import HttpFetcher
-from pipeline.ledger import Location, lock, migrate, open_ledger
+from pipeline.ledger import Location, open_ledger
+from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
-from pipeline.ledger.migrate import check_file
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 from pipeline.model import Stop
@@ -38,10 +33,11 @@ from pipeline.names import shown
 from pipeline.outcome import RUN_STATUS, Exit, run_exit
 from pipeline.plan import Policy
 from pipeline.prepare import Preparer
-from pipeline.report import Tally, export_header, export_line, render_status, render_summary
+from pipeline.report import Tally, render_summary
 from pipeline.retry import RetryPolicy
 from pipeline.runner import Runner
 from pipeline.sources import Source, check_sources, iter_batches
+from pipeline.sources.census import Census, take_census
 from pipeline.states import RunStatus, StopReason
 from pipeline.throttle import Throttle
 from pipeline.upload import Sender
@@ -53,7 +49,9 @@ async def run(
     settings: Settings, raw_sources: Sequence[str], manifests: Sequence[str], *, argv: Sequence[str]
 ) -> int:
     roots = check_sources(raw_sources, manifests, encoding=settings.manifest_encoding)
-    logs.configure(settings.log_level, settings.log_format, _secrets(settings))
+    display = _progress_wanted(settings)
+    level = settings.log_level or ("warning" if display else "info")
+    logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
@@ -61,14 +59,14 @@ async def run(
             location = _dry_run_location(location, stack)  # reads only: no lock needed
         else:
             check_file(location)  # before the lock: no lock file beside a file that is not ours
-            await stack.enter_async_context(_held(location, wait=settings.wait))
+            await stack.enter_async_context(held(location, wait=settings.wait))
         ledger = await open_ledger(location, check=False)
         stack.push_async_callback(ledger.close)
         if not settings.dry_run:
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-        return await _run_with_ledger(settings, roots, ledger, argv=argv)
+        return await _run_with_ledger(settings, roots, ledger, argv=argv, display=display)
 
 
 def _secrets(settings: Settings) -> list[Secret]:
@@ -87,38 +85,6 @@ def _warn_short_key(settings: Settings) -> None:
         )
 
 
-def _held(location: Location, *, wait: bool) -> contextlib.AbstractAsyncContextManager[None]:
-    """This process's hold on the ledger (see ledger/lock.py)."""
-    path = location.path
-    return lock.hold(
-        path,
-        wait=wait,
-        describe_holder=lambda: asyncio.to_thread(_describe_holder, path),
-        on_wait=lambda holder: log.info("ledger held by %s; waiting (--wait)", holder),
-    )
-
-
-def _describe_holder(path: Path | None) -> str:
-    """Who holds the ledger, read without taking any lock (SQLite WAL readers never block)."""
-    if path is None or not path.exists():
-        return "another run"
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            row = conn.execute(
-                "SELECT id, pid, host, started_at FROM runs WHERE status = 'running' "
-                "ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        row = None
-    if row is None:
-        return "another run (starting up)"
-    run_id, pid, host, started = row
-    return f"run #{run_id} (pid {pid} on {host}, started {_fmt_time(started)})"
-
-
 def _dry_run_location(
     location: Location, stack: contextlib.ExitStack | contextlib.AsyncExitStack
 ) -> Location:
@@ -132,7 +98,12 @@ def _dry_run_location(
 
 
 async def _run_with_ledger(
-    settings: Settings, roots: Sequence[Source], ledger: Ledger, *, argv: Sequence[str]
+    settings: Settings,
+    roots: Sequence[Source],
+    ledger: Ledger,
+    *,
+    argv: Sequence[str],
+    display: bool,
 ) -> int:
     started = time.monotonic()
     command = shown(shlex.join(["ingest", *argv]))
@@ -155,7 +126,10 @@ async def _run_with_ledger(
             await stack.enter_async_context(writer.running())
         runner, sender = _build(settings, ledger, writer, session, roots, tally, stop)
         with _signals(stop), _deadline(settings, stop):
-            async with progress.show(tally, enabled=_progress_wanted(settings)):
+            async with (
+                _census(settings, roots, display) as census,
+                progress.show(tally, enabled=display, census=census),
+            ):
                 await runner.run()
     code = run_exit(
         stop.reason, finished=runner.finished, failed=tally.failed_total, left=tally.left_total
@@ -257,6 +231,24 @@ async def _finish(ledger: Ledger, run_id: int, code: Exit, summary: dict[str, An
         log.warning("could not record how the run ended in the ledger: %s", exc.orig)
 
 
+@contextlib.asynccontextmanager
+async def _census(
+    settings: Settings, roots: Sequence[Source], display: bool
+) -> AsyncIterator[Census | None]:
+    """Count the sources ahead of the run, for the live display's total and ETA."""
+    if not display:
+        yield None
+        return
+    census = Census()
+    task = asyncio.create_task(take_census(roots, census, encoding=settings.manifest_encoding))
+    try:
+        yield census
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
 def _progress_wanted(settings: Settings) -> bool:
     if settings.progress == "auto":
         return sys.stderr.isatty() and settings.log_format == "text"
@@ -323,86 +315,3 @@ def _deadline(settings: Settings, stop: Stop) -> Iterator[None]:
         yield
     finally:
         handle.cancel()
-
-
-def _require_existing(location: Location) -> None:
-    """Commands that only read never create a ledger."""
-    path = location.path
-    if path is not None and not path.exists():
-        raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
-
-
-async def _open_existing(settings: Settings) -> Ledger:
-    _require_existing(settings.db)
-    return await open_ledger(settings.db)
-
-
-async def status(settings: Settings) -> int:
-    ledger = await _open_existing(settings)
-    try:
-        counts = await ledger.counts()
-        runs = await ledger.last_runs(5)
-        errors = await ledger.top_errors(5)
-    finally:
-        await ledger.close()
-    print(render_status(counts, runs, errors, fmt_time=_fmt_time))
-    return Exit.OK
-
-
-def _fmt_time(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-
-
-async def export(
-    settings: Settings, *, fmt: str, status: str | None, output: str | None, force: bool
-) -> int:
-    if output is not None and os.path.exists(output) and not force:
-        raise UsageError(f"{output} exists; pass --force to replace it")
-    ledger = await _open_existing(settings)
-    try:
-        extra_columns: list[str] = []
-        if fmt == "csv":
-            keys: dict[str, None] = {}
-            async for record in ledger.export_rows(status):
-                keys.update(dict.fromkeys(record["extra"]))
-            extra_columns = list(keys)
-        with _writer(output) as out:
-            if fmt == "csv":
-                out.write(export_header(extra_columns) + "\n")
-            async for record in ledger.export_rows(status):
-                out.write(export_line(record, fmt, extra_columns) + "\n")
-    finally:
-        await ledger.close()
-    return Exit.OK
-
-
-@contextlib.contextmanager
-def _writer(output: str | None) -> Iterator[TextIO]:
-    """stdout, or a file written beside its target and renamed into place when complete."""
-    if output is None:
-        yield sys.stdout
-        return
-    target = Path(output)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with open(fd, "w", encoding="utf-8", newline="") as handle:
-            yield handle
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
-async def db(settings: Settings, action: str) -> int:
-    if action == "upgrade":
-        check_file(settings.db)
-        async with _held(settings.db, wait=False):
-            revision = await migrate.upgrade(settings.db, check=False)
-        print(f"ledger at revision {revision}")
-        return Exit.OK
-    _require_existing(settings.db)
-    at, head = await migrate.current(settings.db)
-    state = "up to date" if at == head else f"`ingest db upgrade` brings it to {head}"
-    print(f"ledger at revision {at or '(empty)'}; {state}")
-    return Exit.OK

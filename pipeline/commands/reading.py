@@ -1,0 +1,122 @@
+"""`ingest status`, `ingest export` and `ingest db`: commands that read the ledger (or only
+bring its schema up to date), never creating one where there was none."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.commands.hold import fmt_time, held
+from pipeline.config import Settings
+from pipeline.errors import UsageError
+from pipeline.ledger import Location, open_ledger
+from pipeline.ledger.files import check_file
+from pipeline.ledger.store import Ledger
+from pipeline.outcome import Exit
+from pipeline.report import export_header, export_line, render_status, status_data
+
+
+def _require_existing(location: Location) -> None:
+    """Commands that only read never create a ledger."""
+    path = location.path
+    if path is not None and not path.exists():
+        raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
+
+
+async def _open_existing(settings: Settings) -> Ledger:
+    _require_existing(settings.db)
+    return await open_ledger(settings.db)
+
+
+async def status(settings: Settings, *, as_json: bool = False) -> int:
+    ledger = await _open_existing(settings)
+    try:
+        counts = await ledger.counts()
+        runs = await ledger.last_runs(5)
+        errors = await ledger.top_errors(5)
+    finally:
+        await ledger.close()
+    data = status_data(counts, runs, errors, ledger=ledger.location.shown)
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(render_status(data, fmt_time=fmt_time))
+    return Exit.OK
+
+
+async def export(
+    settings: Settings,
+    *,
+    fmt: str,
+    status: str | None,
+    output: str | None,
+    force: bool,
+    excel: bool = False,
+) -> int:
+    """One record per source. `excel`: CSV with a UTF-8 byte-order mark and CRLF line ends,
+    so that Excel opens it with accents intact."""
+    if excel:
+        fmt = "csv"
+    if output is not None and os.path.exists(output) and not force:
+        raise UsageError(f"{output} exists; pass --force to replace it")
+    ledger = await _open_existing(settings)
+    try:
+        extra_columns: list[str] = []
+        if fmt == "csv":
+            keys: dict[str, None] = {}
+            async for record in ledger.export_rows(status):
+                keys.update(dict.fromkeys(record["extra"]))
+            extra_columns = list(keys)
+        end = "\r\n" if excel else "\n"
+        with _writer(output) as out:
+            if excel:
+                out.write("\ufeff")  # the byte-order mark that makes Excel read UTF-8
+            if fmt == "csv":
+                out.write(export_header(extra_columns) + end)
+            async for record in ledger.export_rows(status):
+                out.write(export_line(record, fmt, extra_columns) + end)
+    finally:
+        await ledger.close()
+    return Exit.OK
+
+
+@contextlib.contextmanager
+def _writer(output: str | None) -> Iterator[TextIO]:
+    """stdout, or a file written beside its target and renamed into place when complete."""
+    if output is None:
+        yield sys.stdout
+        return
+    target = Path(output)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+async def db(settings: Settings, action: str) -> int:
+    if action == "upgrade":
+        from pipeline.ledger import migrate  # Alembic: loaded only where it is needed
+
+        check_file(settings.db)
+        async with held(settings.db, wait=False):
+            revision = await migrate.upgrade(settings.db, check=False)
+        print(f"ledger at revision {revision}")
+        return Exit.OK
+    _require_existing(settings.db)
+    from pipeline.ledger import migrate
+
+    at, head = await migrate.current(settings.db)
+    state = "up to date" if at == head else f"`ingest db upgrade` brings it to {head}"
+    print(f"ledger at revision {at or '(empty)'}; {state}")
+    return Exit.OK
