@@ -77,6 +77,25 @@ def stop_sandbox(server: SandboxServer) -> None:
 
 
 @pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (skipped without a server; see tests/pg.py)."""
+    from tests.pg import fresh_database
+
+    yield from fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The ledger on each backend: an SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "ingest.db")
+    else:
+        from tests.pg import fresh_database
+
+        yield from fresh_database()
+
+
+@pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[SandboxServer]:
     server = start_sandbox(tmp_path)
     yield server

@@ -21,8 +21,9 @@ from pipeline.states import SourceStatus
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    ledger = await open_ledger(str(tmp_path / "ingest.db"))
+async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
+    """A ledger on each backend (SQLite file, fresh PostgreSQL database)."""
+    ledger = await open_ledger(ledger_url)
     yield ledger
     await ledger.close()
 
@@ -205,8 +206,16 @@ async def test_runs_are_recorded(ledger: Ledger) -> None:
 
 
 async def test_a_ledger_that_cannot_be_written_fails_every_waiting_change(
-    tmp_path: Path, ledger: Ledger, writer: Writer
+    tmp_path: Path,
 ) -> None:
+    ledger = await open_ledger(str(tmp_path / "ingest.db"))
+    writer = Writer(ledger.engine, dialect="sqlite", shown="l", clock=ledger.clock, run_id=1)
+    async with writer.running():
+        await _fail_under_a_held_lock(tmp_path, writer)
+    await ledger.close()
+
+
+async def _fail_under_a_held_lock(tmp_path: Path, writer: Writer) -> None:
     failures: list[Exception] = []
     writer.on_failure = failures.append
     link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
