@@ -89,10 +89,24 @@ def probe(path: Path, *, head_size: int = 65536) -> AudioInfo:
         raise PermanentError("not audio: the bytes are neither WAV nor MP3")
     duration = _duration(path, kind)
     if duration <= MIN_SECONDS:
-        raise PermanentError(f"too short: {duration:.1f} s (must be longer than 10 s)")
+        shown = _seconds(duration, MIN_SECONDS)
+        raise PermanentError(f"too short: {shown} s (must be longer than 10 s)")
     if duration > MAX_SECONDS:
-        raise PermanentError(f"too long: {duration:.1f} s (must be at most 10 min)")
+        shown = _seconds(duration, MAX_SECONDS)
+        raise PermanentError(f"too long: {shown} s (must be at most 10 min)")
     return AudioInfo(format=kind, duration=duration)
+
+
+def _seconds(value: float, limit: float) -> str:
+    """`value` with the fewest decimals (at least one) that still compare to `limit` as it
+    does: 600.04 s shows as "600.04", never "600.0", and 9.996 s as "9.996", never "10.0"."""
+    side = (value > limit) - (value < limit)
+    for places in range(1, 10):
+        text = f"{value:.{places}f}"
+        shown = float(text)
+        if (shown > limit) - (shown < limit) == side:
+            return text
+    return repr(value)
 
 
 def _duration(path: Path, kind: str) -> float:

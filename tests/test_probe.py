@@ -68,6 +68,21 @@ def test_duration_limits(tmp_path: Path) -> None:
         probe(write_wav(tmp_path / "long.wav", 601.0, rate=1000))
 
 
+@pytest.mark.parametrize(
+    ("seconds", "reason"),
+    [
+        (10.0, "too short: 10.0 s (must be longer than 10 s)"),
+        (9.9999, "too short: 9.9999 s (must be longer than 10 s)"),
+        (600.05, "too long: 600.05 s (must be at most 10 min)"),
+        (600.000125, "too long: 600.0001 s (must be at most 10 min)"),  # one sample over
+    ],
+)
+def test_reasons_never_contradict_the_limit(tmp_path: Path, seconds: float, reason: str) -> None:
+    with pytest.raises(PermanentError) as caught:
+        probe(write_wav(tmp_path / "a.wav", seconds, rate=8000))
+    assert caught.value.reason == reason
+
+
 def test_sniff_names_layer_two_mpeg() -> None:
     assert sniff(b"\xff\xfd\x90\x00") == "MPEG audio layer I/II"
     assert sniff(b"\xff\xfb\x90\x00") == "mp3"
