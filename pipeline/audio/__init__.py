@@ -1,0 +1,6 @@
+"""Readers of the containers the service takes.
+
+Each tells the codec and the length from the bytes really present: a header's count is used only
+where the bytes agree with it; otherwise the audio is counted (WAV data up to the end of the
+file). `pipeline.probe` is the entry point that picks one and applies the service's limits.
+"""
