@@ -12,7 +12,7 @@
     └── RunFatal              nothing more can be uploaded in this run: the key or the account was
         refused (exit 5); entries stay pending for the next run
 
-Errors of the libraries below (aiohttp, sqlite, mutagen) are translated into these once, at the
+Errors of the libraries below (aiohttp, sqlite) are translated into these once, at the
 boundary that meets them, with `raise ... from exc`.
 """
 

@@ -1,25 +1,22 @@
 """What the bytes of a file are, before any API call is spent on it.
 
 The service takes WAV and MP3 only, longer than 10 s and at most 10 min. `probe()` tells the
-container from the first bytes (never the file name), then measures the audio: WAV from its
-chunks (`pipeline.audio.wav`), believing the data size only where the file holds it; MP3 from
-its headers, with mutagen. Only headers are read, so memory does not grow with file size.
-`probe_bytes()` does the same on a file already in memory. Anything unacceptable raises
-`PermanentError` with a precise, user-facing reason.
+container from the first bytes (never the file name), then measures the audio the way a full
+decode would play it (`pipeline.audio`): a header's length is believed only where the bytes
+present agree with it, otherwise the audio is counted. Only headers are read (all MP3 frame
+headers where the length must be counted), a few kilobytes at a time, so memory does not grow
+with file size. `probe_bytes()` does the same on a file already in memory. Anything unacceptable
+raises `PermanentError` with a precise, user-facing reason.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import BinaryIO
 
-from mutagen import MutagenError
-from mutagen.mp3 import MP3
-
-from pipeline.audio import wav
+from pipeline.audio import mp3, wav
 from pipeline.audio.info import CONTENT_TYPES, AudioInfo, LengthFrom
 from pipeline.audio.reader import BytesReader, FileReader, Reader
+from pipeline.audio.tags import id3v2_size, skip_id3v2
 from pipeline.errors import PermanentError
 
 __all__ = [
@@ -47,6 +44,7 @@ _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"#!AMR", "AMR"),
     (0, b"MThd", "MIDI"),
 )
+_MPEG_KINDS = ("mp3", "MPEG audio layer I/II", "")  # checked frame by frame in `mp3`
 
 
 def sniff(head: bytes) -> str:
@@ -71,16 +69,9 @@ def sniff(head: bytes) -> str:
 
 
 def _sniff_after_id3(head: bytes) -> str:
-    rest = head[_id3v2_size(head) :]
-    # A tag longer than what we read: trust the tag, mutagen checks the frames.
+    rest = head[id3v2_size(head) :]
+    # A tag longer than what we read: trust the tag; the probe checks the frames.
     return sniff(rest) if len(rest) >= 12 else "mp3"
-
-
-def _id3v2_size(head: bytes) -> int:
-    """Bytes of an ID3v2 tag at the start of `head` (header and body), or 0 if none."""
-    if len(head) < 10 or head[:3] != b"ID3":
-        return 0
-    return 10 + ((head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9])
 
 
 def probe(path: Path) -> AudioInfo:
@@ -97,40 +88,25 @@ def measure(path: Path) -> AudioInfo:
     """Format, codec and length of `path`, whatever the length; PermanentError if not WAV/MP3."""
     try:
         with path.open("rb") as handle:
-            return _measure(FileReader(handle), handle)
+            return _measure(FileReader(handle))
     except OSError as exc:
         raise PermanentError(f"cannot read file: {exc.strerror or exc}") from exc
 
 
 def measure_bytes(data: bytes) -> AudioInfo:
-    return _measure(BytesReader(data), io.BytesIO(data))
+    return _measure(BytesReader(data))
 
 
-def _measure(reader: Reader, handle: BinaryIO) -> AudioInfo:
+def _measure(reader: Reader) -> AudioInfo:
     if reader.size == 0:
         raise PermanentError("empty file")
-    start = _id3v2_size(reader.read(0, 10))
-    kind = sniff(reader.read(0, 65536))
+    start = skip_id3v2(reader, 0)
+    kind = sniff(reader.read(start, 16))
     if kind == "wav":
         return wav.measure(reader, start)
-    if kind == "mp3":
-        return _mp3(handle)
-    if kind:
-        raise PermanentError(f"{kind} audio is not accepted (only WAV or MP3)")
-    raise PermanentError("not audio: the bytes are neither WAV nor MP3")
-
-
-def _mp3(handle: BinaryIO) -> AudioInfo:
-    try:
-        info = MP3(handle).info  # type: ignore[no-untyped-call]
-    except (MutagenError, OSError, ValueError, EOFError) as exc:
-        raise PermanentError(f"corrupt MP3: {exc}") from exc
-    if getattr(info, "layer", 3) != 3:
-        raise PermanentError("MPEG audio layer I/II is not accepted (only WAV or MP3)")
-    length = float(getattr(info, "length", 0.0) or 0.0)
-    if length <= 0:
-        raise PermanentError("corrupt MP3: no audio data")
-    return AudioInfo("mp3", length, "MPEG Layer III")
+    if kind in _MPEG_KINDS:
+        return mp3.measure(reader, start)
+    raise PermanentError(f"{kind} audio is not accepted (only WAV or MP3)")
 
 
 def _within_limits(info: AudioInfo) -> AudioInfo:

@@ -5,6 +5,8 @@ result required."""
 
 from __future__ import annotations
 
+import random
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,14 @@ from pipeline.errors import PermanentError
 from pipeline.probe import (
     AudioInfo,
     LengthFrom,
+    measure,
     probe,
     probe_bytes,
     sniff,
 )
 from pipeline.samples import mp3_bytes, write_int16_wav, write_mp3, write_wav
 from tests import audiofiles as af
+from tests.audiofiles import MP3, MPEG2, MPEG25
 
 
 def judge(data: bytes, tmp_path: Path) -> AudioInfo | str:
@@ -61,7 +65,7 @@ def test_wav_is_probed_from_its_bytes(tmp_path: Path) -> None:
 def test_mp3_is_probed_from_its_bytes(tmp_path: Path) -> None:
     info = probe(write_mp3(tmp_path / "a.mp3", 30.0))
     assert (info.format, info.content_type) == ("mp3", "audio/mpeg")
-    assert info.duration == pytest.approx(30.0, abs=0.2)
+    assert info.duration == pytest.approx(30.0, abs=0.03)
 
 
 def test_mp3_with_id3_tag(tmp_path: Path) -> None:
@@ -90,6 +94,7 @@ def test_16_bit_wav(tmp_path: Path) -> None:
         (b"FORM\x00\x00\x00\x00AIFF" + bytes(100), "AIFF audio is not accepted"),
         (b"\xff\xf1" + bytes(100), "AAC (ADTS) audio is not accepted"),
         (b"RIFF\x24\x00\x00\x00WAVEjunk" + bytes(20), "corrupt WAV"),
+        (af.id3v2(padding=300), "corrupt MP3: an ID3 tag but no MPEG audio frames"),
         (af.id3v2() + b"fLaC" + bytes(100), "FLAC audio is not accepted"),
     ],
 )
@@ -128,6 +133,14 @@ def test_limits_and_their_reasons(tmp_path: Path, seconds: float, verdict: float
         assert judge(data, tmp_path) == verdict
     else:
         assert accepted(data, tmp_path, verdict, within=1e-9).duration == verdict
+
+
+def test_mp3_limits_count_frames(tmp_path: Path) -> None:
+    assert MP3.seconds(383) > 10 > MP3.seconds(382)
+    accepted(af.vbr(383), tmp_path, MP3.seconds(383), within=1e-9)
+    refused(af.vbr(382), tmp_path, "too short: 9.98 s")
+    over = round(600 * 44100 / 1152) + 1
+    refused(af.cbr(over, kbps=32), tmp_path, f"too long: {MP3.seconds(over):.2f} s")
 
 
 # ---------------------------------------------------------------- WAV: the data really there
@@ -265,3 +278,166 @@ def test_codec_is_read_from_the_format_code(
 def test_extensible_with_an_unknown_sub_format(tmp_path: Path) -> None:
     data = af.pcm_wav(30.0, extensible=True).replace(af.GUID_TAIL, bytes(14))
     refused(data, tmp_path, "WAV holding audio of an unknown extensible sub-format")
+
+
+# ---------------------------------------------------------------- MP3: counting frames
+
+
+def test_raw_lame_vbr_stream_is_counted(tmp_path: Path) -> None:
+    """LAME writing to stdout: VBR with no Xing tag. Its first frame's bitrate says nothing
+    about the rest."""
+    info = accepted(af.lame_mp3(18.0), tmp_path, 18.0)
+    assert info.length_from is LengthFrom.COUNT
+
+
+def test_vbr_without_xing_is_not_extrapolated(tmp_path: Path) -> None:
+    slow_start = af.vbr(round(18 * 44100 / 1152), start_kbps=320)
+    accepted(slow_start, tmp_path, 18.0, within=0.03)
+    long = af.vbr(round(1100 * 44100 / 1152), start_kbps=32, seed=4)
+    refused(long, tmp_path, "too long: 1100.0")
+
+
+def test_xing_tag_is_believed_when_the_bytes_agree(tmp_path: Path) -> None:
+    data = af.xing(af.vbr(600), 600)
+    info = accepted(data, tmp_path, af.gapless_seconds(600), within=1e-9)
+    assert info.length_from is LengthFrom.HEADER
+
+
+def test_info_tag_without_lame_tag(tmp_path: Path) -> None:
+    data = af.xing(af.cbr(600), 600, tag=b"Info", lame=None)
+    info = accepted(data, tmp_path, MP3.seconds(600), within=1e-9)
+    assert info.length_from is LengthFrom.HEADER
+
+
+def test_truncated_file_is_counted_not_its_tag(tmp_path: Path) -> None:
+    """The tag says 250 s; the file holds a bit over 30 s of it."""
+    frames = round(250 * 44100 / 1152)
+    whole = af.xing(af.cbr(frames), frames)
+    xing_frame = len(whole) - frames * MP3.length(128)
+    cut = whole[: xing_frame + 1148 * MP3.length(128) + 100]  # and 100 bytes of one more
+    # Decoders play the last frame cut short too (ffmpeg pads it with silence).
+    info = accepted(cut, tmp_path, MP3.seconds(1149) - (576 + 529) / 44100, within=1e-9)
+    assert info.length_from is LengthFrom.COUNT
+
+
+def test_vbri_tag(tmp_path: Path) -> None:
+    data = af.vbri(af.vbr(600), 600)
+    info = accepted(data, tmp_path, MP3.seconds(600), within=1e-9)
+    assert info.length_from is LengthFrom.HEADER
+    whole = af.vbri(af.cbr(20000), 20000)  # the tag says 522 s
+    tag_frame = len(whole) - 20000 * MP3.length(128)
+    cut = whole[: tag_frame + 500 * MP3.length(128)]
+    assert accepted(cut, tmp_path, MP3.seconds(500), within=1e-9).length_from is LengthFrom.COUNT
+
+
+def test_files_joined_with_cat(tmp_path: Path) -> None:
+    first, second = af.xing(af.vbr(300), 300), af.xing(af.vbr(200, seed=2), 200)
+    joined = first + af.id3v2(padding=100) + second
+    # The second tag frame is played as a (silent) frame; the first one's delay is dropped.
+    expected = MP3.seconds(501) - (576 + 529) / 44100
+    info = accepted(joined, tmp_path, expected, within=0.03)
+    assert info.length_from is LengthFrom.COUNT
+
+
+def test_files_of_two_sample_rates_joined(tmp_path: Path) -> None:
+    other = af.Mpeg("1", 48000)
+    joined = af.cbr(300) + af.cbr(300, mpeg=other, seed=1)
+    accepted(joined, tmp_path, MP3.seconds(300) + other.seconds(300), within=1e-9)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [
+        af.id3v1(),
+        af.apev2(),
+        af.apev2(header=False),
+        af.apev2(value=random.Random(1).randbytes(200_000)),  # cover art: 12 s at 128 kbit/s
+        af.lyrics3v2() + af.id3v1(),
+        af.lyrics3v1() + af.id3v1(),
+        af.apev2() + af.id3v1(),
+        b"TAG+" + bytes(223) + af.id3v1(),
+        af.id3v2(version=4, footer=True, padding=50_000),
+    ],
+)
+def test_trailing_tags_are_not_audio(tmp_path: Path, tail: bytes) -> None:
+    accepted(af.cbr(400) + tail, tmp_path, MP3.seconds(400), within=1e-9)
+    tagged = af.xing(af.vbr(400), 400) + tail
+    info = accepted(tagged, tmp_path, af.gapless_seconds(400), within=1e-9)
+    assert info.length_from is LengthFrom.HEADER
+
+
+@pytest.mark.parametrize(
+    "lead",
+    [
+        bytes(1000),  # leading zeros
+        af.id3v2(padding=4000),  # padding inside the tag
+        af.id3v2(padding=100) + bytes(3000),  # zeros after the tag
+        af.id3v2(version=4, footer=True),
+        af.id3v2() + af.id3v2(version=4),  # two tags
+    ],
+)
+def test_audio_after_padding_and_tags(tmp_path: Path, lead: bytes) -> None:
+    accepted(lead + af.vbr(400), tmp_path, MP3.seconds(400), within=1e-9)
+
+
+def test_false_syncs_in_junk_are_passed_over(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    junk = bytearray(rng.randbytes(40_000))
+    for at in range(0, 39_000, 997):  # lone valid headers, and three chained frames
+        junk[at : at + 4] = MP3.header(128)
+    chained = af.cbr(3, kbps=64, mpeg=MPEG2)
+    junk[20_000 : 20_000 + len(chained)] = chained
+    accepted(bytes(junk) + af.vbr(400), tmp_path, MP3.seconds(400), within=1e-9)
+
+
+def test_only_junk_is_not_audio(tmp_path: Path) -> None:
+    junk = bytearray(random.Random(8).randbytes(50_000))
+    for at in range(13, 49_000, 501):
+        junk[at : at + 4] = MP3.header(128)
+    refused(bytes(junk), tmp_path, "not audio")
+
+
+@pytest.mark.parametrize("mpeg", [MPEG2, MPEG25, af.Mpeg("2", 16000, mono=True)])
+def test_lower_sampling_frequencies_count_576_samples(tmp_path: Path, mpeg: af.Mpeg) -> None:
+    frames = 2 * round(15 * mpeg.rate / 1152)  # 15 s at 576 samples per frame
+    info = accepted(af.vbr(frames, mpeg=mpeg), tmp_path, 15.0, within=0.05)
+    assert info.codec == f"MPEG-{mpeg.version} Layer III"
+    tagged = af.xing(af.vbr(frames, mpeg=mpeg), frames, mpeg=mpeg)
+    accepted(tagged, tmp_path, af.gapless_seconds(frames, mpeg), within=1e-9)
+
+
+@pytest.mark.parametrize("rate", [22050, 24000, 16000])
+def test_lame_at_lower_sampling_frequencies(tmp_path: Path, rate: int) -> None:
+    info = accepted(af.lame_mp3(15.0, rate=rate, channels=1), tmp_path, 15.0)
+    assert info.codec == "MPEG-2 Layer III"
+
+
+def test_free_format_is_refused(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    data = b"".join(MP3.free_format(900, rng) for _ in range(600))
+    refused(data, tmp_path, "free-format MP3 is not accepted")
+
+
+def test_layer_two_is_refused_even_after_junk(tmp_path: Path) -> None:
+    frame = bytearray(MP3.frame(128, random.Random(1)))
+    frame[1], frame[2] = 0xFD, 0x80  # layer II at 128 kbit/s: the same length
+    layer2 = bytes(frame) * 500
+    refused(layer2, tmp_path, "MPEG audio layer I/II is not accepted")
+    refused(bytes(500) + layer2, tmp_path, "MPEG audio layer I/II is not accepted")
+
+
+# ---------------------------------------------------------------- memory
+
+
+def test_memory_stays_flat_on_large_files(tmp_path: Path) -> None:
+    """A 20 MB VBR stream is walked frame by frame, a block at a time."""
+    path = tmp_path / "big.mp3"
+    path.write_bytes(af.vbr(round(400 * 44100 / 1152)) * 2)
+    tracemalloc.start()
+    try:
+        info = measure(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.duration == pytest.approx(2 * MP3.seconds(round(400 * 44100 / 1152)))
+    assert peak < 1_000_000
