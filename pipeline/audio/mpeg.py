@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Literal
 
 from pipeline.audio.reader import Reader
 
@@ -20,10 +21,16 @@ STREAM_MASK = 0xFFFE0C00
 # A sync word with a version, layer and bitrate that exist (a full check follows).
 _SYNC = re.compile(rb"\xff[\xe2-\xe7\xf2-\xf7\xfa-\xff][\x00-\xef]")
 
-_VERSIONS = {0b11: "MPEG-1", 0b10: "MPEG-2", 0b00: "MPEG-2.5"}
-_LAYERS = {0b11: 1, 0b10: 2, 0b01: 3}
-_RATES = {"MPEG-1": (44100, 48000, 32000), "MPEG-2": (22050, 24000, 16000)}
-_RATES["MPEG-2.5"] = (11025, 12000, 8000)
+Version = Literal["MPEG-1", "MPEG-2", "MPEG-2.5"]
+Layer = Literal[1, 2, 3]
+
+_VERSIONS: dict[int, Version] = {0b11: "MPEG-1", 0b10: "MPEG-2", 0b00: "MPEG-2.5"}
+_LAYERS: dict[int, Layer] = {0b11: 1, 0b10: 2, 0b01: 3}
+_RATES: dict[Version, tuple[int, int, int]] = {
+    "MPEG-1": (44100, 48000, 32000),
+    "MPEG-2": (22050, 24000, 16000),
+    "MPEG-2.5": (11025, 12000, 8000),
+}
 # kbit/s by bitrate index 1..14 (0 is free format, 15 is invalid).
 _BITRATES = {
     ("MPEG-1", 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
@@ -38,8 +45,8 @@ _BITRATES["LSF", 3] = _BITRATES["LSF", 2]
 @dataclasses.dataclass(frozen=True)
 class Header:
     word: int
-    version: str  # "MPEG-1", "MPEG-2" or "MPEG-2.5"
-    layer: int  # 1, 2 or 3
+    version: Version
+    layer: Layer
     kbps: int  # 0 for free format
     rate: int
     mono: bool
@@ -75,11 +82,11 @@ def parse(word: int) -> Header | None:
     return Header(word, version, layer, kbps, rate, mono, crc, length, samples)
 
 
-def _bitrates(version: str, layer: int) -> tuple[int, ...]:
+def _bitrates(version: Version, layer: Layer) -> tuple[int, ...]:
     return _BITRATES["MPEG-1" if version == "MPEG-1" else "LSF", layer]
 
 
-def _samples(version: str, layer: int) -> int:
+def _samples(version: Version, layer: Layer) -> int:
     if layer == 1:
         return 384
     return 576 if layer == 3 and version != "MPEG-1" else 1152
