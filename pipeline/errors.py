@@ -14,7 +14,7 @@
     └── RunFatal              nothing more can be uploaded in this run: the key or the account was
         refused (exit 5); entries stay pending for the next run
 
-Errors of the libraries below (aiohttp, sqlite, mutagen) are translated into these once, at the
+Errors of the libraries below (aiohttp, sqlite, asyncpg) are translated into these once, at the
 boundary that meets them, with `raise ... from exc`. An error that ends a command carries the
 exit code it ends with (`exit_code`, see `pipeline.outcome`).
 """

@@ -29,7 +29,7 @@ from pipeline.ledger.writer import Writer
 from pipeline.model import Fetcher, Job, Located
 from pipeline.names import source_key, wire_filename
 from pipeline.plan import Decision, Policy, Step, decide
-from pipeline.probe import AudioInfo, probe
+from pipeline.probe import AudioInfo, probe, probe_bytes
 from pipeline.report import Tally, reason_key
 from pipeline.sources import Entry
 from pipeline.states import ContentStatus, SourceStatus
@@ -226,6 +226,8 @@ def _probed(located: Located) -> tuple[Located, AudioInfo | PermanentError]:
     still records the hash of a bad file."""
     body = located.body
     try:
+        if body.data is not None:
+            return located, probe_bytes(body.data)  # the bytes read while hashing
         if located.temporary is not None:
             return located, probe(located.temporary)
         assert body.path is not None

@@ -1,26 +1,39 @@
 """What the bytes of a file are, before any API call is spent on it.
 
-The service takes WAV and MP3 only, longer than 10 s and at most 10 min. `probe()` reads the
-first bytes to tell the container (never the file name), then lets mutagen read the headers for
-the duration. Only headers are read, so memory does not grow with file size. Anything unacceptable
+The service takes WAV and MP3 only, longer than 10 s and at most 10 min. `probe()` tells the
+container from the first bytes (never the file name), then measures the audio the way a full
+decode would play it (`pipeline.audio`): a header's length is believed only where the bytes
+present agree with it, otherwise the audio is counted. Only headers are read (all MP3 frame
+headers where the length must be counted), a few kilobytes at a time, so memory does not grow
+with file size. `probe_bytes()` does the same on a file already in memory. Anything unacceptable
 raises `PermanentError` with a precise, user-facing reason.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from mutagen import MutagenError
-from mutagen.mp3 import MP3
-from mutagen.wave import WAVE
-
+from pipeline.audio import mp3, wav
+from pipeline.audio.info import CONTENT_TYPES, AudioInfo, LengthFrom
+from pipeline.audio.reader import BytesReader, FileReader, Reader
+from pipeline.audio.tags import id3v2_size, skip_id3v2
 from pipeline.errors import PermanentError
+
+__all__ = [
+    "CONTENT_TYPES",
+    "MAX_SECONDS",
+    "MIN_SECONDS",
+    "AudioInfo",
+    "LengthFrom",
+    "measure",
+    "measure_bytes",
+    "probe",
+    "probe_bytes",
+    "sniff",
+]
 
 MIN_SECONDS = 10.0  # the service wants strictly more than this
 MAX_SECONDS = 600.0  # and at most this
-
-CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
 # Formats we recognise but the service refuses, so the reason can name them.
 _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
@@ -31,21 +44,12 @@ _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"#!AMR", "AMR"),
     (0, b"MThd", "MIDI"),
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class AudioInfo:
-    format: str  # "wav" | "mp3"
-    duration: float  # seconds
-
-    @property
-    def content_type(self) -> str:
-        return CONTENT_TYPES[self.format]
+_MPEG_KINDS = ("mp3", "MPEG audio layer I/II", "")  # checked frame by frame in `mp3`
 
 
 def sniff(head: bytes) -> str:
     """Name the container from the first bytes: 'wav', 'mp3', another format's name, or ''."""
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+    if head[:4] in wav.FORMS and head[8:12] == b"WAVE":
         return "wav"
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "AIFF"
@@ -65,44 +69,63 @@ def sniff(head: bytes) -> str:
 
 
 def _sniff_after_id3(head: bytes) -> str:
-    if len(head) < 10:
-        return ""
-    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-    rest = head[10 + size :]
-    # A tag longer than what we read: trust the tag, mutagen checks the frames.
+    rest = head[id3v2_size(head) :]
+    # A tag longer than what we read: trust the tag; the probe checks the frames.
     return sniff(rest) if len(rest) >= 12 else "mp3"
 
 
-def probe(path: Path, *, head_size: int = 65536) -> AudioInfo:
+def probe(path: Path) -> AudioInfo:
     """Return what `path` holds, or raise PermanentError saying why it cannot be uploaded."""
+    return _within_limits(measure(path))
+
+
+def probe_bytes(data: bytes) -> AudioInfo:
+    """`probe` for a file already read into memory: the same verdicts on the same bytes."""
+    return _within_limits(measure_bytes(data))
+
+
+def measure(path: Path) -> AudioInfo:
+    """Format, codec and length of `path`, whatever the length; PermanentError if not WAV/MP3."""
     try:
         with path.open("rb") as handle:
-            head = handle.read(head_size)
+            return _measure(FileReader(handle))
     except OSError as exc:
         raise PermanentError(f"cannot read file: {exc.strerror or exc}") from exc
-    if not head:
+
+
+def measure_bytes(data: bytes) -> AudioInfo:
+    return _measure(BytesReader(data))
+
+
+def _measure(reader: Reader) -> AudioInfo:
+    if reader.size == 0:
         raise PermanentError("empty file")
-    kind = sniff(head)
-    if kind not in CONTENT_TYPES:
-        if kind:
-            raise PermanentError(f"{kind} audio is not accepted (only WAV or MP3)")
-        raise PermanentError("not audio: the bytes are neither WAV nor MP3")
-    duration = _duration(path, kind)
-    if duration <= MIN_SECONDS:
-        raise PermanentError(f"too short: {duration:.1f} s (must be longer than 10 s)")
-    if duration > MAX_SECONDS:
-        raise PermanentError(f"too long: {duration:.1f} s (must be at most 10 min)")
-    return AudioInfo(format=kind, duration=duration)
+    start = skip_id3v2(reader, 0)
+    kind = sniff(reader.read(start, 16))
+    if kind == "wav":
+        return wav.measure(reader, start)
+    if kind in _MPEG_KINDS:
+        return mp3.measure(reader, start)
+    raise PermanentError(f"{kind} audio is not accepted (only WAV or MP3)")
 
 
-def _duration(path: Path, kind: str) -> float:
-    try:
-        info = (WAVE(path) if kind == "wav" else MP3(path)).info  # type: ignore[no-untyped-call]
-    except (MutagenError, OSError, ValueError, EOFError) as exc:
-        raise PermanentError(f"corrupt {kind.upper()}: {exc}") from exc
-    if kind == "mp3" and getattr(info, "layer", 3) != 3:
-        raise PermanentError("MPEG audio layer I/II is not accepted (only WAV or MP3)")
-    length = float(getattr(info, "length", 0.0) or 0.0)
-    if length <= 0:
-        raise PermanentError(f"corrupt {kind.upper()}: no audio data")
-    return length
+def _within_limits(info: AudioInfo) -> AudioInfo:
+    if info.duration <= MIN_SECONDS:
+        shown = _seconds(info.duration, MIN_SECONDS)
+        raise PermanentError(f"too short: {shown} s (must be longer than 10 s)")
+    if info.duration > MAX_SECONDS:
+        shown = _seconds(info.duration, MAX_SECONDS)
+        raise PermanentError(f"too long: {shown} s (must be at most 10 min)")
+    return info
+
+
+def _seconds(value: float, limit: float) -> str:
+    """`value` with the fewest decimals (at least one) that still compare to `limit` as it
+    does: 600.04 s shows as "600.04", never "600.0", and 9.996 s as "9.996", never "10.0"."""
+    side = (value > limit) - (value < limit)
+    for places in range(1, 10):
+        text = f"{value:.{places}f}"
+        shown = float(text)
+        if (shown > limit) - (shown < limit) == side:
+            return text
+    return repr(value)
