@@ -9,7 +9,7 @@ every entry spend its attempts on it one after another.
 
 A FAILURE is the service not answering (connection refused, reset, dropped, timeout) or answering
 HTTP 5xx; anything else, a 429 included, proves it is up. Only a run of failures trips it, not
-their share: with 16% of requests failing at random, eight in a row happen once in about 4
+their share: with 16% of requests failing at random, eight in a row happen once in about 2
 million requests, while a dead service fails every request the pool has open at once. While
 OPEN, failures of requests sent before the trip change nothing. A probe whose verdict never comes
 (its caller was cancelled) is offered again after `max_probe` seconds.
@@ -105,15 +105,17 @@ class Breaker:
         if self._state is BreakerState.OPEN:
             return  # sent before the trip, or a stale probe: nothing new
         if self._state is BreakerState.HALF_OPEN:
-            self._interval = min(self.max_probe, self._interval * 2)
-            self._open(now, "probe failed: ")
+            interval = min(self.max_probe, self._interval * 2)
+            level = logging.INFO if interval > self._interval else logging.DEBUG
+            self._interval = interval
+            self._open(now, "probe failed: ", level)
             return
         if self._failures == 0:
             self._first_failed = (now, self._wall())
         self._failures += 1
         if self._failures >= self.trip_after:
             self._interval = self.first_probe
-            self._open(now, "")
+            self._open(now, "", logging.WARNING)
 
     def _answered(self) -> None:
         self._failures = 0
@@ -122,11 +124,15 @@ class Breaker:
         log.info("service reachable again after %.0f s", self._clock() - self._first_failed[0])
         self._change(BreakerState.CLOSED)
 
-    def _open(self, now: float, prefix: str) -> None:
+    def _open(self, now: float, prefix: str, level: int) -> None:
         self._next_probe = now + self._interval
         since = time.strftime("%H:%M:%S", time.localtime(self._first_failed[1]))
-        log.warning(
-            "%sservice unreachable since %s; probing every %g s", prefix, since, self._interval
+        log.log(
+            level,
+            "%sservice unreachable since %s; probing every %g s",
+            prefix,
+            since,
+            self._interval,
         )
         self._change(BreakerState.OPEN)
 

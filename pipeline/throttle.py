@@ -1,26 +1,33 @@
 """Flow control for the whole upload pool: a pace (request starts per second) and a window
 (requests open at once), both learnt from what the service answers.
 
-Each answer is one `Signal`. The window (`pipeline/window.py`) learns from CONCURRENCY refusals.
-The pace learns from the rate of *accepted* answers, measured per epoch (at least `epoch` seconds
-and `min_answers` answers), as BBR models a path by its delivery rate rather than by its losses:
+Each answer is one `Signal`. The window (`pipeline/window.py`) learns from CONCURRENCY refusals,
+and from 429s that fall only above some number of open requests. The pace learns, as BBR models a
+path by its delivery rate rather than by its losses, from the rate of *accepted* answers per
+epoch (at least `epoch` seconds and `min_starts` starts; each answer counts for the epoch its
+request was sent in, so an epoch measures what its own pace brought):
 
-    accepted rate of an epoch = answers that were not slow-downs / its seconds
+    accepted rate of an epoch = its requests that were not slowed down / its seconds
     estimate = the highest accepted rate of the last `memory` epochs in which the pace held
                requests back (epochs where the pool was slower anyway only count if higher)
 
     UNLIMITED --an epoch with >= 2 slow-downs and >= `engage` of its answers--> PACED
-    PACED: pace = `cruise` x estimate; one epoch in `cycle` probes at `probe` x estimate, so a
-           limit that rose is found; an epoch with `reset` of its answers refused drops the
-           estimate to what that epoch accepted (the limit fell)
-    PACED --`memory` epochs without that many slow-downs--> UNLIMITED
+              (the estimate starts from that epoch's accepted rate)
+    PACED: pace = `cruise` x estimate; one epoch in `cycle` probes at `probe` x estimate, and
+           while probes raise the estimate (by `found`) every other epoch does; an epoch with
+           `reset` of its answers slowed down drops the estimate to its accepted rate (and
+           probing starts again every other epoch)
+    PACED --`memory` epochs without that many slow-downs, in which the pace held nothing
+            back (the pool no longer sends faster than it)--> UNLIMITED
 
 Why this design: with a real limit, sending faster does not raise the accepted rate, so the
-estimate settles on the limit; random slow-downs (a shared key, a busy upstream) lower the
-accepted rate by their share only, and nothing is cut per signal, so they cannot ratchet the pace
-down. The simulation in `tests/sim_flow.py` compared it with the per-signal AIMD this replaces,
-AWS's CUBIC-based adaptive limiter and SRE accept-ratio throttling: only this one kept both the
-random-slow-down run near the fault-free pace and a 10 req/s limit at >= 85% with < 5% refusals.
+estimate settles on the limit; random slow-downs lower it by their share only and nothing is cut
+per signal, so they cannot ratchet the pace down. In `tests/sim_flow.py` (9 seeds), per-signal
+cuts collapsed under random slow-downs (the AIMD this replaces to 0.4 req/s, AWS's CUBIC limiter
+to 3.6 req/s: 18x a fault-free run), SRE accept-ratio throttling let twice the accepted rate
+through and spent entries' attempts; this one kept that run at 1.8x fault-free and held a
+10 req/s limit at 0.91 of it with 1.7% refused. A probe gain of 1.1 rather than BBR's 1.25 halved
+those refusals (1.25: 3.2%, and 5.7% on the worst seed of a 429 in-flight limit).
 
 A fixed `rate` is a hard ceiling (a token bucket of depth one: starts 1/rate apart, so no second
 ever sees more); the adaptive pace still applies below it. An isolated Retry-After delays only
@@ -67,7 +74,7 @@ def signal_of(status: int, code: int | None = None) -> Signal:
 @dataclasses.dataclass(frozen=True)
 class PacePolicy:
     epoch: float = 1.0  # shortest measurement epoch, seconds
-    min_answers: int = 20  # answers an epoch needs before it closes
+    min_starts: int = 20  # starts an epoch needs before its sending ends
     memory: int = 10  # epochs the estimate remembers, and that PACED lasts after slow-downs
     cycle: int = 8  # epochs per probing cycle: one probes, the others cruise
     found: float = 0.05  # a probe that raised the estimate by this much is followed by another
@@ -98,6 +105,11 @@ class Epoch:
     def accepted_rate(self) -> float:
         return (self.answers - self.slow) / self.seconds
 
+    @property
+    def bound(self) -> bool:
+        """Whether the pace held back most starts: the pool would have sent faster."""
+        return self.held * 2 >= self.starts > 0
+
 
 @dataclasses.dataclass(frozen=True)
 class PaceModel:
@@ -113,16 +125,22 @@ class PaceModel:
 def advance(policy: PacePolicy, model: PaceModel, epoch: Epoch) -> PaceModel:
     """The model after one more epoch."""
     slowed = epoch.slow >= 2 and epoch.slow >= policy.engage * epoch.answers
-    engaged = policy.memory if slowed else max(0, model.engaged - 1)
+    if slowed:
+        engaged = policy.memory
+    else:  # a pace that keeps slow-downs away is still needed while it holds requests back
+        engaged = model.engaged if epoch.bound else max(0, model.engaged - 1)
     fresh = slowed and (not model.engaged or epoch.slow >= policy.reset * epoch.answers)
     samples = _samples(policy, model, epoch, fresh)
-    return PaceModel(samples, engaged, _until_probe(policy, model, samples) if engaged else 0)
+    until = _until_probe(policy, model, samples, fresh) if engaged else 0
+    return PaceModel(samples, engaged, until)
 
 
-def _until_probe(policy: PacePolicy, model: PaceModel, samples: tuple[float, ...]) -> int:
-    """Probe again after one cruising epoch while probes pay off (and on engaging), else after
-    a whole cycle."""
-    if not model.engaged or model.estimate is None:
+def _until_probe(
+    policy: PacePolicy, model: PaceModel, samples: tuple[float, ...], fresh: bool
+) -> int:
+    """Probe again after one cruising epoch while probes pay off (and when the estimate starts
+    afresh), else after a whole cycle."""
+    if fresh or model.estimate is None:
         return 1
     if model.until_probe:
         return model.until_probe - 1
@@ -134,8 +152,7 @@ def _samples(policy: PacePolicy, model: PaceModel, epoch: Epoch, fresh: bool) ->
     rate = epoch.accepted_rate
     if fresh:
         return (rate,)  # newly limited, or the limit fell: start from what was accepted
-    held = epoch.held * 2 >= epoch.starts > 0
-    if held or model.estimate is None or rate > model.estimate:
+    if epoch.bound or model.estimate is None or rate > model.estimate:
         return (*model.samples, rate)[-policy.memory :]
     return model.samples  # the pool was slower than the pace: says nothing about the service
 
@@ -168,9 +185,9 @@ class _Tally:
     slow: int = 0
     profile: dict[int, tuple[int, int]] = dataclasses.field(default_factory=dict)
 
-    def count(self, signal: Signal, sent_with: int) -> None:
+    def count(self, signal: Signal | None, sent_with: int) -> None:
         self.done += 1
-        if signal is Signal.CONCURRENCY:
+        if signal is None or signal is Signal.CONCURRENCY:
             return
         slow = signal is Signal.RATE
         self.answers += 1
@@ -187,7 +204,7 @@ class _Tally:
 class Meter:
     """Counts each answer against the epoch its request was *sent* in, so an epoch measures
     what its own pace brought (answers arriving during a probe still belong to the cruise
-    before it). An epoch's sending ends after `epoch` seconds and `min_answers` starts; it is
+    before it). An epoch's sending ends after `epoch` seconds and `min_starts` starts; it is
     closed once all its requests are answered, or once the next one's sending has ended too."""
 
     def __init__(self, policy: PacePolicy, now: float) -> None:
@@ -200,14 +217,15 @@ class Meter:
         number, tally = self._current, self._open[self._current]
         tally.starts += 1
         tally.held += held
-        if now - tally.started >= self._policy.epoch and tally.starts >= self._policy.min_answers:
+        if now - tally.started >= self._policy.epoch and tally.starts >= self._policy.min_starts:
             tally.sealed = now
             self._current += 1
             self._open[self._current] = _Tally(now)
         return number
 
-    def answered(self, number: int, signal: Signal, sent_with: int) -> list[Epoch]:
-        """Count an answer to a request of epoch `number`; the epochs this closes."""
+    def answered(self, number: int, signal: Signal | None, sent_with: int) -> list[Epoch]:
+        """Count an answer to a request of epoch `number` (None: it got none); the epochs this
+        closes."""
         tally = self._open.get(number)
         if tally is not None:
             tally.count(signal, sent_with)
@@ -284,14 +302,12 @@ class Throttle:
 
     def release(self, signal: Signal) -> None:
         """The request ended with `signal` and its outcome is recorded: free its slot."""
-        fallback = (self._in_flight, self._window.size, -1)
-        sent_with, sent_under, epoch = self._sent.pop(asyncio.current_task(), fallback)
-        self._learn_window(signal, sent_with, sent_under)
-        self._in_flight = max(0, self._in_flight - 1)
-        for closed in self._meter.answered(epoch, signal, sent_with):
-            self._learn_pace(closed)
-            self._learn_limit(closed)
-        self._freed.set()
+        self._free(signal)
+
+    def abandon(self) -> None:
+        """The request was given up before any answer (the run is stopping): free its slot,
+        learn nothing from it."""
+        self._free(None)
 
     # Transitional: the runner as it is drives the pace with these two, and bounds its requests
     # in flight itself. Remove them once it calls release() for every request.
@@ -300,6 +316,17 @@ class Throttle:
 
     def on_success(self) -> None:
         self.release(Signal.OK)
+
+    def _free(self, signal: Signal | None) -> None:
+        fallback = (self._in_flight, self._window.size, -1)
+        sent_with, sent_under, epoch = self._sent.pop(asyncio.current_task(), fallback)
+        if signal is not None:
+            self._learn_window(signal, sent_with, sent_under)
+        self._in_flight = max(0, self._in_flight - 1)
+        for closed in self._meter.answered(epoch, signal, sent_with):
+            self._learn_pace(closed)
+            self._learn_limit(closed)
+        self._freed.set()
 
     def _delay(self) -> float:
         """Seconds until the next start may go: inf while the window is full."""
@@ -324,7 +351,7 @@ class Throttle:
             self._window = windows.answered(before, self._in_flight, now)
         if self._window.size < before.size:
             log.info(
-                "the service refused %d requests open at once: window %d -> %d",
+                "the service refused a request sent with %d open: window %d -> %d",
                 sent_with,
                 before.size,
                 self._window.size,
@@ -338,7 +365,7 @@ class Throttle:
         if limit is None or limit >= self._window.size:
             return
         before = self._window.size
-        self._window = windows.learnt(self._window_policy, self._window, limit, self._clock())
+        self._window = windows.learn_limit(self._window_policy, self._window, limit, self._clock())
         log.info(
             "slow-downs only above %d requests open at once: window %d -> %d",
             limit,

@@ -96,7 +96,7 @@ def is_refusal(window: Window, slowed: bool, concurrency: bool, sent_with: int) 
     return concurrency or (slowed and 0 < window.learnt < sent_with)
 
 
-def learnt(policy: WindowPolicy, window: Window, limit: int, now: float) -> Window:
+def learn_limit(policy: WindowPolicy, window: Window, limit: int, now: float) -> Window:
     """An in-flight limit told from where slow-downs fall (`limit_of`)."""
     shrunk = refused(policy, window, limit + 1, window.size, now)
     return dataclasses.replace(shrunk, learnt=limit)

@@ -127,12 +127,19 @@ def test_a_limit_that_fell_resets_the_estimate_at_once() -> None:
     assert model.estimate == pytest.approx(40.0)
 
 
-def test_the_pace_is_released_after_memory_epochs_without_slow_downs() -> None:
+def test_a_pace_that_keeps_slow_downs_away_stays() -> None:
+    model = advance(PACE, PaceModel(), epoch(100, 10))
+    for _ in range(10 * PACE.memory):
+        model = advance(PACE, model, epoch(100, 1))  # held back, and hardly a slow-down
+    assert pace_of(PACE, model) is not None
+
+
+def test_the_pace_is_released_once_it_holds_nothing_back_for_memory_epochs() -> None:
     model = advance(PACE, PaceModel(), epoch(100, 10))
     for _ in range(PACE.memory - 1):
-        model = advance(PACE, model, epoch(100, 0))
+        model = advance(PACE, model, epoch(100, 0, held=False))
     assert pace_of(PACE, model) is not None
-    model = advance(PACE, model, epoch(100, 0))
+    model = advance(PACE, model, epoch(100, 0, held=False))
     assert pace_of(PACE, model) is None
 
 
@@ -333,6 +340,19 @@ def test_a_concurrency_refusal_shrinks_the_window_and_successes_regrow_it() -> N
     shrunk, regrown = run(main)
     assert shrunk == 5
     assert regrown == 8
+
+
+def test_an_abandoned_request_frees_its_slot_and_teaches_nothing() -> None:
+    async def main() -> tuple[int, int, float | None]:
+        flow = throttle(window=2)
+        for _ in range(200):
+            await flow.acquire()
+            await asyncio.sleep(0.01)
+            flow.abandon()
+        state = flow.snapshot()
+        return state.in_flight, state.window, state.pace
+
+    assert run(main) == (0, 2, None)
 
 
 def test_the_snapshot_shows_pace_window_and_requests_open() -> None:
