@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.breaker import Breaker, BreakerState, ServiceDown
 from pipeline.throttle import Signal
-from tests import virtual_time
+from tests import sim_flow, virtual_time
 
 T = TypeVar("T")
 WALL = 1_800_000_000.0
@@ -94,6 +94,13 @@ def test_sixteen_percent_random_failures_do_not_trip_it() -> None:
     for _ in range(20_000):
         guard.record(Signal.FAILURE if rng.random() < 0.16 else Signal.OK)
         assert guard.state is BreakerState.CLOSED
+
+
+def test_random_faults_never_trip_it_in_the_simulated_run() -> None:
+    scenario = sim_flow.DEAD["random+breaker"]
+    ours = sim_flow.designs()["ours"]
+    runs = [sim_flow.simulate(scenario, ours, seed, breaker=True) for seed in range(1, 21)]
+    assert sum(out.tripped for out in runs) == 0
 
 
 def test_open_waits_then_lets_exactly_one_probe_through() -> None:
@@ -213,3 +220,17 @@ def test_a_cancelled_waiter_leaves_it_unchanged() -> None:
         return guard.state, await guard.admit()
 
     assert run(main) == (BreakerState.OPEN, True)
+
+
+def test_a_dead_service_costs_no_attempts_and_stops_the_run() -> None:
+    scenario = sim_flow.DEAD["dead"]
+    out = sim_flow.simulate(scenario, sim_flow.designs()["ours"], 1, breaker=True)
+    assert out.stopped.startswith("the service has been unreachable since")
+    assert out.elapsed == pytest.approx(scenario.max_outage, abs=1.0)
+    assert out.attempts_spent < 8 and out.left == 0  # the entries keep their attempts
+
+
+def test_after_an_outage_every_entry_is_done() -> None:
+    scenario = sim_flow.DEAD["outage"]
+    out = sim_flow.simulate(scenario, sim_flow.designs()["ours"], 1, breaker=True)
+    assert len(out.finished) == scenario.files and out.left == 0

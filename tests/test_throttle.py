@@ -2,7 +2,7 @@
 
 Behaviour tests run the real Throttle on `tests/virtual_time.py` (clock=loop.time,
 sleep=asyncio.sleep): no real waiting, exact timings. The acceptance criteria of the flow-control
-work are checked against a real sandbox.
+work are checked on the simulation of `tests/sim_flow.py`, with the same seeds as its table.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pipeline.throttle import (
     pace_of,
     signal_of,
 )
-from tests import virtual_time
+from tests import sim_flow, virtual_time
 
 T = TypeVar("T")
 
@@ -374,6 +374,42 @@ def test_the_current_runner_can_still_drive_it_with_on_success_and_on_throttled(
         return flow.snapshot().in_flight
 
     assert run(main) == 0
+
+
+# --- the acceptance criteria, on the simulation ---------------------------------------------
+
+SEEDS = range(1, 6)
+
+
+def settled(key: str) -> list[sim_flow.Measures]:
+    scenario = sim_flow.SCENARIOS[key]
+    ours = sim_flow.designs()["ours"]
+    return [
+        sim_flow.measure(sim_flow.simulate(scenario, ours, seed, breaker=False), scenario)
+        for seed in SEEDS
+    ]
+
+
+def test_random_slow_downs_keep_the_run_within_3x_of_a_run_without_faults() -> None:
+    scenario = sim_flow.SCENARIOS["random"]
+    calm = sim_flow.calm_time(scenario, SEEDS)
+    runs = settled("random")
+    assert all(m.left == 0 and m.elapsed <= 3 * calm for m in runs)
+    assert all(m.low is None or m.low > 20 for m in runs)  # no collapse towards the floor
+
+
+def test_a_real_rate_limit_is_found_and_held() -> None:
+    for m in settled("rate"):
+        assert m.settled_rate >= 0.85 * 10
+        assert m.settled_refusals < 0.05
+
+
+@pytest.mark.parametrize("key", ["inflight", "inflight429"])
+def test_a_limit_on_requests_open_is_found_and_held(key: str) -> None:
+    for m in settled(key):
+        assert m.settled_rate >= 0.8 * 20
+        assert m.settled_refusals < 0.05
+        assert m.left == 0
 
 
 # --- against a real sandbox over loopback ---------------------------------------------------
