@@ -160,7 +160,11 @@ def classify_http(reply: Reply, *, size: int | None = None) -> Exception | None:
     if status in TRANSIENT_HTTP or status >= 500:
         slowdown: Slowdown | None = "rate" if status == 429 else None
         return TransientError(
-            said, retry_after=reply.retry_after, slowdown=slowdown, trace_id=trace
+            said,
+            retry_after=reply.retry_after,
+            slowdown=slowdown,
+            unreachable=status >= 500,
+            trace_id=trace,
         )
     return PermanentError(said, trace_id=trace)
 

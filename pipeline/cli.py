@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", help="at most this many requests per second")
     run.add_argument("--grace", help="seconds for in-flight uploads after a signal (default 10)")
     run.add_argument(
+        "--max-outage",
+        dest="max_outage",
+        help="stop (exit 6) when the service stays unreachable this long (default 10m)",
+    )
+    run.add_argument(
         "--max-duration", dest="max_duration", help="stop taking new work after this long (2h, 90m)"
     )
     run.add_argument(
@@ -138,6 +143,19 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="answer 429 beyond this many requests per second",
     )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="refuse requests beyond this many open at once",
+    )
+    parser.add_argument(
+        "--in-flight-answer",
+        type=int,
+        choices=(1041, 429),
+        default=1041,
+        help="that refusal: base_resp 1041 (connection limit) or HTTP 429 with Retry-After",
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--log", default=None, help="append each request as a JSON line here")
 
@@ -161,6 +179,7 @@ FLAG_SETTINGS = (
     "max_file_size",
     "rate",
     "grace",
+    "max_outage",
     "max_duration",
     "min_age",
     "manifest_encoding",

@@ -227,6 +227,13 @@ class Settings:
         _optional(parse_positive_float),
         "Upper bound on requests per second. Unset: adapt to the service's 429/1002 answers.",
     )
+    max_outage: float = _field(
+        600.0,
+        parse_duration,
+        "How long the service may stay unreachable (every request failing to connect, or 5xx) "
+        "before the run stops taking work and exits 6. Meanwhile one probe request goes out at "
+        "a growing interval and the waiting entries keep their attempts.",
+    )
     grace: float = _field(
         10.0, parse_duration, "On SIGINT/SIGTERM, how long in-flight uploads may take to finish."
     )

@@ -73,7 +73,8 @@ Slowdown = Literal["rate", "concurrency"]
 
 class TransientError(EntryError):
     """Retrying later may succeed. `retry_after` is the service's own hint, in seconds;
-    `slowdown` is set when the service asked us to slow down (429, 1002, 1041, ...)."""
+    `slowdown` is set when the service asked us to slow down (429, 1002, 1041, ...);
+    `unreachable` when it did not answer at all, or answered 5xx (the service may be down)."""
 
     def __init__(
         self,
@@ -81,11 +82,13 @@ class TransientError(EntryError):
         *,
         retry_after: float | None = None,
         slowdown: Slowdown | None = None,
+        unreachable: bool = False,
         trace_id: str | None = None,
     ) -> None:
         super().__init__(reason, trace_id=trace_id)
         self.retry_after = retry_after
         self.slowdown = slowdown
+        self.unreachable = unreachable
 
     @property
     def throttled(self) -> bool:

@@ -23,11 +23,13 @@ def client_errors(what: str, *, timeout: float) -> Iterator[None]:
     try:
         yield
     except TimeoutError as exc:  # before ClientConnectionError: socket timeouts are both
-        raise TransientError(f"{what} timed out: no answer for {timeout:g} s") from exc
+        raise TransientError(
+            f"{what} timed out: no answer for {timeout:g} s", unreachable=True
+        ) from exc
     except aiohttp.ClientError as exc:  # dropped, reset, refused, malformed answer
         if isinstance(exc.__cause__, SourceChanged):
             raise exc.__cause__ from None
-        raise TransientError(f"{what} failed: {describe(exc)}") from exc
+        raise TransientError(f"{what} failed: {describe(exc)}", unreachable=True) from exc
     except ValueError as exc:  # aiohttp refused to write the request
         raise PermanentError(f"{what} could not be written: {describe(exc)}") from exc
 

@@ -3,8 +3,10 @@
 It behaves like the real service as far as a client can tell: bearer key check, multipart parsing,
 purpose check, WAV/MP3 and duration check (base_resp 2013 otherwise), ids in the real shape
 (`vocal-<timestamp>-<random>`, `instrumental-<timestamp>-<random>`) and a trace_id. Faults can be
-injected by share (5xx, 429 with Retry-After, base_resp 1002, dropped connections, hangs) and a
-per-second request limit can be set, so retries, pacing and timeouts are exercised for real.
+injected by share (5xx, 429 with Retry-After, base_resp 1002, dropped connections, hangs), and
+limits can be set: requests per second (a sliding one-second window of accepted requests, 429
+beyond it) and requests open at once (base_resp 1041 "connection limit", or 429, beyond it), so
+retries, pacing, the window of requests in flight and timeouts are exercised for real.
 
 State: the list of requests received, served at `GET /_sandbox/requests` and appended to `--log`
 as JSON lines, so tests can count exactly what was sent. The upload body is streamed to a temporary
@@ -58,6 +60,8 @@ class Faults:
     retry_after: float = 1.0
     latency: float = 0.0  # seconds added to every answer
     max_rps: float | None = None  # requests per second beyond which 429 is answered
+    max_in_flight: int | None = None  # requests open at once beyond which a refusal is answered
+    in_flight_answer: int = 1041  # that refusal: base_resp 1041, or HTTP 429 with Retry-After
 
 
 class Sandbox:
@@ -70,6 +74,7 @@ class Sandbox:
         self.requests: list[dict[str, Any]] = []
         self._log_path = log_path
         self._window: collections.deque[float] = collections.deque()
+        self._open = 0  # requests being answered now
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -82,15 +87,20 @@ class Sandbox:
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         record: dict[str, Any] = {"ts": time.time(), "peer": request.remote}
+        self._open += 1
         try:
             return await self._upload(request, record)
         finally:
+            self._open -= 1
             self._record(record)
 
     async def _upload(self, request: web.Request, record: dict[str, Any]) -> web.StreamResponse:
         if request.headers.get("Authorization", "") != f"Bearer {self.key}":
             record["outcome"] = "http 401"
             return web.json_response({"message": "Unauthorized: invalid API key"}, status=401)
+        refusal = self._over_in_flight(record)
+        if refusal is not None:
+            return refusal
         if self._over_rate():
             record["outcome"] = "http 429 (rate)"
             return _retry_later(429, self.faults.retry_after)
@@ -187,6 +197,16 @@ class Sandbox:
             }
         )
 
+    def _over_in_flight(self, record: dict[str, Any]) -> web.Response | None:
+        limit = self.faults.max_in_flight
+        if limit is None or self._open <= limit:
+            return None
+        record["open"] = self._open
+        if self.faults.in_flight_answer == 429:
+            record["outcome"] = "http 429 (in flight)"
+            return _retry_later(429, self.faults.retry_after)
+        return self._base_resp(record, uuid.uuid4().hex, 1041, "connection limit (in flight)")
+
     def _over_rate(self) -> bool:
         if self.faults.max_rps is None:
             return False
@@ -252,6 +272,8 @@ def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
         retry_after=args.retry_after,
         latency=args.latency,
         max_rps=args.max_rps,
+        max_in_flight=args.max_in_flight,
+        in_flight_answer=args.in_flight_answer,
     )
     sandbox = Sandbox(
         key=environ.get(KEY_ENV) or DEMO_KEY, faults=faults, seed=args.seed, log_path=args.log

@@ -1,16 +1,20 @@
 """Step 3 of a run: send one job, with its retries, holding a request slot only while it counts.
 
-    # 3a. wait for a request slot and the pool's pace (`Throttle`);
+    # 3a. wait while the service is down (`Breaker`: one probe at a time goes out), then for a
+    #     request slot and the pool's pace (`Throttle`: a window of requests in flight and a
+    #     pace, both learnt from the service's answers);
     # 3b. count the attempt in the ledger, send, and record the answer: `done` with the ids is
     #     committed before the slot is given back, so a crash repeats at most the uploads that
     #     hold a slot (at most `--concurrency`);
     # 3c. on a transient error, give the slot back and wait out the backoff (the service's
     #     Retry-After wins), then go to 3a; past `--max-attempts` (or `max_backoff` of waiting)
-    #     the content is left for the next run.
+    #     the content is left for the next run. A request that failed because the service is
+    #     down (the breaker opened, or it was the breaker's probe) does not use up an attempt.
 
-A permanent error fails the content at once; a refused key stops the whole run (`fatal`); a file
-that changed since it was hashed is left for the next run; a ledger that cannot be written stops
-the run (the writer asks for that itself).
+A permanent error fails the content at once; a refused key stops the whole run (`fatal`); a
+service down for longer than `--max-outage` stops it too (`outage`); a file that changed since
+it was hashed is left for the next run; a ledger that cannot be written stops the run (the writer
+asks for that itself).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from pipeline.breaker import Breaker, BreakerState, ServiceDown
 from pipeline.errors import (
+    EntryError,
     LedgerWriteError,
     PermanentError,
     RunFatal,
@@ -33,9 +40,10 @@ from pipeline.model import Job, Stop, Uploader, UploadResult
 from pipeline.report import Tally, reason_key
 from pipeline.retry import RetryPolicy, retrying
 from pipeline.states import StopReason
-from pipeline.throttle import Throttle
+from pipeline.throttle import Signal, Throttle, signal_of
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Stopped(Exception):
@@ -50,21 +58,22 @@ class Sender:
         uploader: Uploader,
         writer: Writer,
         throttle: Throttle,
+        breaker: Breaker,
         policy: RetryPolicy,
         stop: Stop,
         tally: Tally,
-        concurrency: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uploader = uploader
         self.writer = writer
         self.throttle = throttle
+        self.breaker = breaker
         self.policy = policy
         self.stop = stop
         self.tally = tally
         self.clock = clock
         self.fatal: RunFatal | None = None
-        self._slots = asyncio.Semaphore(concurrency)
+        self.outage: ServiceDown | None = None
 
     async def send(self, job: Job) -> None:
         """Upload `job` and record what came of it. Never raises but for cancellation."""
@@ -78,6 +87,10 @@ class Sender:
                     self.tally.retries += attempts > 1
                     result = await self._attempt(job)
         except (_Stopped, LedgerWriteError):
+            return
+        except ServiceDown as exc:
+            self.outage = self.outage or exc
+            self.stop.request(StopReason.OUTAGE)
             return
         except Exception as exc:  # noqa: BLE001 (every outcome is recorded, none stops the pool)
             await self._record_failure(job, exc, attempts)
@@ -95,30 +108,75 @@ class Sender:
         )
 
     async def _attempt(self, job: Job) -> UploadResult:
-        async with self._slots:
+        """One attempt, as the retry policy counts them: requests lost to a service that is
+        down are sent again (after the breaker lets them) without counting."""
+        while True:
+            probe = await self._until_stop(self.breaker.admit())
+            try:
+                return await self._request(job)
+            except TransientError as exc:
+                if not (exc.unreachable and (probe or self.breaker.state != BreakerState.CLOSED)):
+                    raise
+
+    async def _request(self, job: Job) -> UploadResult:
+        """Hold a slot for one request: from before it is counted until its outcome is
+        recorded (`done` committed), so a crash repeats at most the requests holding slots."""
+        await self.throttle.acquire()  # in this task: the throttle knows its requests by task
+        signal: Signal | None = None
+        try:
             if self.stop.requested:
                 raise _Stopped()  # not on the wire yet: it stays pending for the next run
             self.writer.attempt(job.content_id)
-            await self.throttle.acquire()  # last, so the request leaves right on its slot
-            self.tally.in_flight += 1
-            self.tally.sending[job.content_id] = job.source
-            try:
-                result = await self.uploader.upload(
-                    job.data.body,
-                    purpose=job.purpose,
-                    filename=job.filename,
-                    content_type=job.audio.content_type,
-                )
-            except TransientError as exc:
-                if exc.throttled:
-                    self.throttle.on_throttled(exc.retry_after)
-                raise
-            finally:
-                self.tally.in_flight -= 1
-                self.tally.sending.pop(job.content_id, None)
+            result = await self._send(job)
+            signal = Signal.OK
+            self.breaker.record(signal)
             await self.writer.done(job.content_id, result)
-        self.throttle.on_success()
-        return result
+            return result
+        except SourceChanged:
+            raise  # aborted by us before the body was complete: no answer to learn from
+        except EntryError as exc:
+            signal = signal_of(exc)
+            self.breaker.record(signal)
+            raise
+        except RunFatal:
+            signal = Signal.OK  # the service answered
+            raise
+        finally:
+            if signal is None:
+                self.throttle.abandon()  # cut off (a stop, our own abort): nothing learnt
+            else:
+                self.throttle.release(signal)
+
+    async def _send(self, job: Job) -> UploadResult:
+        self.tally.in_flight += 1
+        self.tally.sending[job.content_id] = job.source
+        try:
+            return await self.uploader.upload(
+                job.data.body,
+                purpose=job.purpose,
+                filename=job.filename,
+                content_type=job.audio.content_type,
+            )
+        finally:
+            self.tally.in_flight -= 1
+            self.tally.sending.pop(job.content_id, None)
+
+    async def _until_stop(self, step: Awaitable[T]) -> T:
+        """`step`, unless the run stops first: then _Stopped (the entry stays pending)."""
+        if self.stop.requested:
+            raise _Stopped()
+        task = asyncio.ensure_future(step)
+        stopping = asyncio.ensure_future(self.stop.event.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise _Stopped()
+        return task.result()
 
     async def _record_failure(self, job: Job, exc: Exception, attempts: int) -> None:
         where = f"{job.source} ({job.purpose})"

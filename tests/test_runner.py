@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import prepare as prepare_mod
 from pipeline.body import Body
+from pipeline.breaker import Breaker
 from pipeline.errors import PermanentError, RunFatal, TransientError
 from pipeline.ledger import open_ledger
 from pipeline.ledger.store import Ledger
@@ -74,11 +75,11 @@ async def run(
         sender = Sender(
             uploader=uploader,
             writer=writer,
-            throttle=Throttle(None),
+            throttle=Throttle(rate=None, max_in_flight=3),
+            breaker=Breaker(max_outage=30),
             policy=RetryPolicy(max_attempts=max_attempts, base=0.001, cap=0.001),
             stop=stop,
             tally=tally,
-            concurrency=3,
         )
         preparer = Preparer(
             ledger=ledger, writer=writer, fetcher=None, tally=tally, policy=Policy()

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline import logs, progress
 from pipeline.api import UploadClient
+from pipeline.breaker import Breaker
 from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Secret, Settings
 from pipeline.fetch import HttpFetcher
@@ -139,7 +140,7 @@ async def _run_with_ledger(
         await _finish(ledger, run_id, code, tally.as_dict(elapsed))
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
-    _say_why(sender, writer)  # last, so it is the line a person (or cron's mail) sees
+    _say_why(sender, writer, tally)  # last, so it is the line a person (or cron's mail) sees
     return int(code)
 
 
@@ -184,11 +185,11 @@ def _build(
         sender = Sender(
             uploader=uploader,
             writer=writer,
-            throttle=Throttle(settings.rate),
+            throttle=Throttle(rate=settings.rate, max_in_flight=settings.concurrency),
+            breaker=Breaker(max_outage=settings.max_outage),
             policy=policy_from(settings),
             stop=stop,
             tally=tally,
-            concurrency=settings.concurrency,
         )
     runner = Runner(
         batches=iter_batches(
@@ -207,9 +208,17 @@ def _build(
     return runner, sender
 
 
-def _say_why(sender: Sender | None, writer: Writer | None) -> None:
+def _say_why(sender: Sender | None, writer: Writer | None, tally: Tally) -> None:
     if sender is not None and sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
+    if sender is not None and sender.outage is not None:
+        left = tally.seen - tally.processed
+        more = "" if tally.sources_done else ", and the sources not yet read"
+        print(
+            f"ingest: {sender.outage}; stopped taking work: {left:,} entries seen{more} are "
+            "left for the next run",
+            file=sys.stderr,
+        )
     if writer is not None and writer.failure is not None:
         print(
             f"ingest: {writer.failure}; the run stopped. What was recorded before is kept: free "
