@@ -1,0 +1,438 @@
+"""A second stand-in for the upload API, on another HTTP stack than the client's.
+
+The sandbox (`pipeline/sandbox.py`) is written with aiohttp, like the client, so whatever aiohttp
+writes, it also reads back. This server is Werkzeug's threaded WSGI server, and every upload body
+is read three ways: split by hand from the raw bytes (each part's `Content-Disposition` kept
+exactly as sent), by Werkzeug's multipart decoder (what Flask's `request.files` uses) and by
+python-multipart's form parser (what Starlette and FastAPI use). What each one saw is kept per
+request and served as JSON at `GET /_thirdparty/requests`; header bytes are given as latin-1 text
+(one character per byte: `.encode("latin-1")` gives the bytes back).
+
+It answers like the service: the bearer key is checked (`AIMLAPI_API_KEY`, default
+`sandbox-demo-key`), the purpose too (`base_resp` 2013 otherwise), and ids come in the real shape
+(`vocal-<14 digits>-<8 hex>`, `instrumental-<14 digits>-<8 hex>`) with a `trace_id` and
+`base_resp`. The audio itself is not judged. `--mode` makes it answer instead the way the things
+in front of a real service do, to every upload:
+
+    cdn-403      Cloudflare's HTML "Attention Required!" page: a firewall rule blocked the request
+    nginx-413    nginx's HTML "413 Request Entity Too Large" (its client_max_body_size)
+    gateway-502  nginx's HTML "502 Bad Gateway": the service behind it is down
+    no-credits   the service's own JSON 403: the account is out of credits
+
+Run it as `python -m tests.thirdparty --port 0 [--mode M]`: it prints one line,
+`thirdparty listening on URL`, URL being the upload endpoint. `running()` does that for tests.
+State: the list of requests, in memory. Bodies are held in memory whole: test-sized uploads only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import python_multipart
+from werkzeug.exceptions import ClientDisconnected
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+UPLOAD_PATH = "/v2/generate/audio/minimax/upload"
+REQUESTS_PATH = "/_thirdparty/requests"
+KEY_ENV = "AIMLAPI_API_KEY"
+DEMO_KEY = "sandbox-demo-key"
+PURPOSES = ("song", "voice", "instrumental")
+MODES = ("ok", "cdn-403", "nginx-413", "gateway-502", "no-credits")
+BANNER = "thirdparty listening on "
+ROOT = Path(__file__).resolve().parents[1]
+
+# --- reading a multipart body three ways ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RawPart:
+    """One part as it is on the wire: header lines split at the first colon, values without the
+    surrounding whitespace, and the data between the blank line and the next delimiter."""
+
+    headers: list[tuple[bytes, bytes]]
+    data: bytes
+
+    def header(self, name: bytes) -> bytes | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+
+def boundary_of(content_type: str) -> bytes:
+    _, options = parse_options_header(content_type)
+    if "boundary" not in options:
+        raise ValueError(f"no boundary in Content-Type {content_type!r}")
+    return options["boundary"].encode("latin-1")
+
+
+def split_parts(body: bytes, boundary: bytes) -> list[RawPart]:
+    """The parts of a multipart body, split by hand (RFC 2046). ValueError when the body does not
+    end with the closing delimiter: it was cut short."""
+    delimiter = b"--" + boundary
+    start = body.find(delimiter)
+    if start < 0:
+        raise ValueError("no delimiter in the body")
+    *parts, last = body[start + len(delimiter) :].split(b"\r\n" + delimiter)
+    if not last.startswith(b"--"):
+        raise ValueError("the body ends before the closing delimiter")
+    return [_raw_part(segment) for segment in parts]
+
+
+def _raw_part(segment: bytes) -> RawPart:
+    head, found, data = segment.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+    if not found:
+        raise ValueError("a part without the blank line that ends its headers")
+    headers = []
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        headers.append((name.strip(b" \t"), value.strip(b" \t")))
+    return RawPart(headers, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedPart:
+    """One part as a parser read it: `filename` None for a plain field."""
+
+    name: str
+    filename: str | None
+    data: bytes
+
+
+def werkzeug_parts(body: bytes, boundary: bytes) -> list[ParsedPart]:
+    """The parts as Werkzeug's multipart decoder reads them, in order."""
+    decoder = MultipartDecoder(boundary)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: list[tuple[Field | File, bytearray]] = []
+    while not isinstance(event := decoder.next_event(), Epilogue | NeedData):
+        if isinstance(event, Field | File):
+            parts.append((event, bytearray()))
+        elif isinstance(event, Data):
+            parts[-1][1].extend(event.data)
+    return [
+        ParsedPart(e.name, e.filename if isinstance(e, File) else None, bytes(d)) for e, d in parts
+    ]
+
+
+def multipart_parts(body: bytes, content_type: str) -> list[ParsedPart]:
+    """The parts as python-multipart's form parser reads them, in order. It hands names over as
+    the raw bytes of the header; they are shown as UTF-8, any byte that is not as `\\xNN`."""
+    parts: list[ParsedPart] = []
+
+    def on_field(field: python_multipart.multipart.Field) -> None:
+        parts.append(ParsedPart(_text(field.field_name), None, field.value or b""))
+
+    def on_file(file: python_multipart.multipart.File) -> None:
+        file.file_object.seek(0)
+        data = file.file_object.read()
+        parts.append(ParsedPart(_text(file.field_name), _text(file.file_name), data))
+
+    headers = {"Content-Type": content_type.encode("latin-1")}
+    config = {"MAX_MEMORY_FILE_SIZE": float("inf")}
+    parser = python_multipart.create_form_parser(headers, on_field, on_file, config)
+    parser.write(body)
+    parser.finalize()
+    return parts
+
+
+def _text(raw: bytes | None) -> str:
+    return "" if raw is None else raw.decode("utf-8", "backslashreplace")
+
+
+def read_upload(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """Every part of an upload body as each reader saw it. ValueError when the body is not a
+    whole multipart body (cut short, or no boundary) or the readers do not agree on its parts."""
+    boundary = boundary_of(content_type)
+    raw = split_parts(body, boundary)
+    by_werkzeug = werkzeug_parts(body, boundary)
+    by_multipart = multipart_parts(body, content_type)
+    if not len(raw) == len(by_werkzeug) == len(by_multipart):
+        raise ValueError(
+            f"parts found: {len(raw)} by hand, {len(by_werkzeug)} by Werkzeug, "
+            f"{len(by_multipart)} by python-multipart"
+        )
+    return [_part_record(*trio) for trio in zip(raw, by_werkzeug, by_multipart, strict=True)]
+
+
+def _part_record(raw: RawPart, wz: ParsedPart, mp: ParsedPart) -> dict[str, Any]:
+    return {
+        "name": wz.name,
+        "name_multipart": mp.name,
+        "disposition": _latin1(raw.header(b"Content-Disposition")),
+        "headers": [[_latin1(k), _latin1(v)] for k, v in raw.headers],
+        "content_type": _latin1(raw.header(b"Content-Type")),
+        "filename_werkzeug": wz.filename,
+        "filename_multipart": mp.filename,
+        "sha256": hashlib.sha256(wz.data).hexdigest(),
+        "size": len(wz.data),
+        "bytes_agree": raw.data == wz.data == mp.data,
+        "value": wz.data.decode("utf-8", "backslashreplace") if wz.filename is None else None,
+    }
+
+
+def _latin1(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("latin-1")
+
+
+class _Collect:
+    """Stands in for aiohttp's stream writer: keeps every byte a payload writes."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    async def write(self, chunk: bytes) -> None:
+        self.data += chunk
+
+
+def serialised(form: aiohttp.FormData) -> tuple[bytes, str]:
+    """The body aiohttp writes for `form`, byte for byte, and its Content-Type."""
+    writer = form()
+    out = _Collect()
+    asyncio.run(writer.write(out))  # type: ignore[arg-type]
+    return bytes(out.data), writer.content_type
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+CLOUDFLARE_403 = """<!DOCTYPE html>
+<!--[if lt IE 7]> <html class="no-js ie6 oldie" lang="en-US"> <![endif]-->
+<!--[if gt IE 8]><!--> <html class="no-js" lang="en-US"> <!--<![endif]-->
+<head>
+<title>Attention Required! | Cloudflare</title>
+<meta charset="UTF-8" />
+<meta name="robots" content="noindex, nofollow" />
+<link rel="stylesheet" id="cf_styles-css" href="/cdn-cgi/styles/cf.errors.css" />
+</head>
+<body>
+  <div id="cf-wrapper">
+    <div id="cf-error-details" class="cf-error-details-wrapper">
+      <h1 data-translate="block_headline">Sorry, you have been blocked</h1>
+      <h2 class="cf-subheadline">You are unable to access api.example</h2>
+      <p>This website is using a security service to protect itself from online attacks.</p>
+      <span class="cf-footer-item">Cloudflare Ray ID: <strong>{ray}</strong></span>
+    </div>
+  </div>
+</body>
+</html>
+"""
+
+
+def nginx_page(status: str) -> str:
+    return (
+        f"<html>\r\n<head><title>{status}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+
+
+class ThirdParty:
+    """The WSGI application: records each request, answers as the service or as `mode` says."""
+
+    def __init__(self, *, key: str, mode: str = "ok") -> None:
+        self.key = key
+        self.mode = mode
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        request = Request(environ)
+        if request.path == REQUESTS_PATH and request.method == "GET":
+            with self._lock:
+                response = _json(200, list(self.requests))
+        elif request.path == UPLOAD_PATH and request.method == "POST":
+            response = self._upload(request)
+        else:
+            response = _json(404, {"message": f"Cannot {request.method} {request.path}"})
+        return response(environ, start_response)
+
+    def _upload(self, request: Request) -> Response:
+        record: dict[str, Any] = {"ts": time.time(), "mode": self.mode}
+        try:
+            response = self._answer(request, record)
+        except ClientDisconnected:
+            record["outcome"] = "incomplete: the client went away before the body ended"
+            response = _json(400, {"message": "incomplete body"})
+        with self._lock:
+            self.requests.append(record)
+        return response
+
+    def _answer(self, request: Request, record: dict[str, Any]) -> Response:
+        body = _read_body(request, record)
+        content_type = request.headers.get("Content-Type", "")
+        record.update(content_type=content_type, authorized=self._authorized(request))
+        try:
+            parts = read_upload(body, content_type)
+        except ValueError as exc:
+            record.update(outcome="unreadable", error=str(exc))
+            return _json(400, {"message": f"unreadable multipart body: {exc}"})
+        record.update(parts=parts, **_form(parts))
+        if self.mode != "ok":
+            return self._proxy_answer(record)
+        if not record["authorized"]:
+            record["outcome"] = "http 401"
+            return _json(401, {"message": "Unauthorized", "statusCode": 401})
+        return self._service_answer(record)
+
+    def _authorized(self, request: Request) -> bool:
+        return request.headers.get("Authorization", "") == f"Bearer {self.key}"
+
+    def _proxy_answer(self, record: dict[str, Any]) -> Response:
+        record["outcome"] = self.mode
+        if self.mode == "cdn-403":
+            page = CLOUDFLARE_403.replace("{ray}", secrets.token_hex(8))
+            headers = {"Server": "cloudflare", "CF-RAY": f"{secrets.token_hex(8)}-AMS"}
+            return _html(403, page, headers)
+        if self.mode == "nginx-413":
+            return _html(413, nginx_page("413 Request Entity Too Large"), {"Server": "nginx"})
+        if self.mode == "gateway-502":
+            return _html(502, nginx_page("502 Bad Gateway"), {"Server": "nginx"})
+        if not record["authorized"]:
+            record["outcome"] = "http 401"
+            return _json(401, {"message": "Unauthorized", "statusCode": 401})
+        return _json(
+            403,
+            {
+                "message": "Insufficient credits: top up your balance to continue",
+                "path": UPLOAD_PATH,
+                "requestId": str(uuid.uuid4()),
+                "statusCode": 403,
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            },
+        )
+
+    def _service_answer(self, record: dict[str, Any]) -> Response:
+        trace_id = uuid.uuid4().hex
+        purpose, file = record.get("purpose"), record.get("file")
+        problem = None
+        if purpose not in PURPOSES:
+            problem = f"invalid params: purpose {purpose!r}"
+        elif file is None:
+            problem = "invalid params: file is required"
+        if problem is not None:
+            record.update(outcome="base_resp 2013", trace_id=trace_id, status_msg=problem)
+            base = {"status_code": 2013, "status_msg": problem}
+            return _json(200, {"trace_id": trace_id, "base_resp": base})
+        stamp = time.strftime("%Y%m%d%H%M%S")
+        answer: dict[str, Any] = {"trace_id": trace_id}
+        if purpose in ("song", "voice"):
+            answer["voice_id"] = f"vocal-{stamp}-{secrets.token_hex(4)}"
+        if purpose in ("song", "instrumental"):
+            answer["instrumental_id"] = f"instrumental-{stamp}-{secrets.token_hex(4)}"
+        answer["base_resp"] = {"status_code": 0, "status_msg": "success"}
+        record.update(outcome="ok", **{k: v for k, v in answer.items() if k != "base_resp"})
+        return _json(200, answer)
+
+
+def _read_body(request: Request, record: dict[str, Any]) -> bytes:
+    """The whole body; ClientDisconnected (counted in `record`) when it ends before its
+    Content-Length."""
+    record["content_length"] = request.content_length
+    chunks: list[bytes] = []
+    record["received"] = 0
+    while chunk := request.stream.read(1 << 16):
+        chunks.append(chunk)
+        record["received"] += len(chunk)
+    return b"".join(chunks)
+
+
+def _form(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The form's `purpose` and its `file` part, as Werkzeug read them."""
+    form: dict[str, Any] = {}
+    for part in parts:
+        if part["name"] == "file" and part["filename_werkzeug"] is not None:
+            form["file"] = part
+        elif part["name"] == "purpose" and part["filename_werkzeug"] is None:
+            form["purpose"] = part["value"]
+    return form
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _html(status: int, page: str, headers: dict[str, str]) -> Response:
+    return Response(page, status=status, content_type="text/html; charset=UTF-8", headers=headers)
+
+
+# --- running it ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.thirdparty", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--mode", choices=MODES, default="ok")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on stderr
+    app = ThirdParty(key=os.environ.get(KEY_ENV) or DEMO_KEY, mode=args.mode)
+    server = make_server(args.host, args.port, app, threaded=True)
+    print(f"{BANNER}http://{args.host}:{server.server_port}{UPLOAD_PATH}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+    return 0
+
+
+@dataclasses.dataclass
+class ThirdPartyServer:
+    url: str  # the upload endpoint
+    process: subprocess.Popen[str]
+
+    @property
+    def base(self) -> str:
+        return self.url.split("/v2/", 1)[0]
+
+    def requests(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(self.base + REQUESTS_PATH, timeout=10) as resp:
+            return list(json.load(resp))
+
+    def uploads(self) -> list[dict[str, Any]]:
+        """The file parts of the uploads the service accepted."""
+        return [r["file"] for r in self.requests() if r.get("outcome") == "ok"]
+
+
+@contextlib.contextmanager
+def running(*, mode: str = "ok", key: str = DEMO_KEY) -> Iterator[ThirdPartyServer]:
+    """The server as a subprocess on a free loopback port, for the length of the block."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.thirdparty", "--port", "0", "--mode", mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, KEY_ENV: key},
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline().strip()
+        assert banner.startswith(BANNER), banner
+        yield ThirdPartyServer(url=banner.removeprefix(BANNER), process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
