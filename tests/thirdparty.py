@@ -19,7 +19,11 @@ in front of a real service do, to every upload:
     gateway-502  nginx's HTML "502 Bad Gateway": the service behind it is down
     no-credits   the service's own JSON 403: the account is out of credits
 
-Run it as `python -m tests.thirdparty --port 0 [--mode M]`: it prints one line,
+With `--hold`, each upload's body is left unread (the client soon blocks, its socket buffers full)
+until `POST /_thirdparty/release`; `GET /_thirdparty/held` counts the uploads waiting. Tests use
+it to change a file while its upload is surely in flight.
+
+Run it as `python -m tests.thirdparty --port 0 [--mode M] [--hold]`: it prints one line,
 `thirdparty listening on URL`, URL being the upload endpoint. `running()` does that for tests.
 State: the list of requests, in memory. Bodies are held in memory whole: test-sized uploads only.
 """
@@ -55,6 +59,8 @@ from werkzeug.wrappers import Request, Response
 
 UPLOAD_PATH = "/v2/generate/audio/minimax/upload"
 REQUESTS_PATH = "/_thirdparty/requests"
+HELD_PATH = "/_thirdparty/held"
+RELEASE_PATH = "/_thirdparty/release"
 KEY_ENV = "AIMLAPI_API_KEY"
 DEMO_KEY = "sandbox-demo-key"
 PURPOSES = ("song", "voice", "instrumental")
@@ -246,17 +252,26 @@ def nginx_page(status: str) -> str:
 class ThirdParty:
     """The WSGI application: records each request, answers as the service or as `mode` says."""
 
-    def __init__(self, *, key: str, mode: str = "ok") -> None:
+    def __init__(self, *, key: str, mode: str = "ok", hold: bool = False) -> None:
         self.key = key
         self.mode = mode
         self.requests: list[dict[str, Any]] = []
+        self.held = 0
         self._lock = threading.Lock()
+        self._released = threading.Event()
+        if not hold:
+            self._released.set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         if request.path == REQUESTS_PATH and request.method == "GET":
             with self._lock:
                 response = _json(200, list(self.requests))
+        elif request.path == HELD_PATH and request.method == "GET":
+            response = _json(200, {"held": self.held})
+        elif request.path == RELEASE_PATH and request.method == "POST":
+            self._released.set()
+            response = _json(200, {"released": self.held})
         elif request.path == UPLOAD_PATH and request.method == "POST":
             response = self._upload(request)
         else:
@@ -275,6 +290,10 @@ class ThirdParty:
         return response
 
     def _answer(self, request: Request, record: dict[str, Any]) -> Response:
+        if not self._released.is_set():
+            with self._lock:
+                self.held += 1
+            self._released.wait(60)
         body = _read_body(request, record)
         content_type = request.headers.get("Content-Type", "")
         record.update(content_type=content_type, authorized=self._authorized(request))
@@ -380,9 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--mode", choices=MODES, default="ok")
+    parser.add_argument("--hold", action="store_true", help="leave bodies unread until released")
     args = parser.parse_args(argv)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log on stderr
-    app = ThirdParty(key=os.environ.get(KEY_ENV) or DEMO_KEY, mode=args.mode)
+    key = os.environ.get(KEY_ENV) or DEMO_KEY
+    app = ThirdParty(key=key, mode=args.mode, hold=args.hold)
     server = make_server(args.host, args.port, app, threaded=True)
     print(f"{BANNER}http://{args.host}:{server.server_port}{UPLOAD_PATH}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -407,12 +428,24 @@ class ThirdPartyServer:
         """The file parts of the uploads the service accepted."""
         return [r["file"] for r in self.requests() if r.get("outcome") == "ok"]
 
+    def held(self) -> int:
+        with urllib.request.urlopen(self.base + HELD_PATH, timeout=10) as resp:
+            return int(json.load(resp)["held"])
+
+    def release(self) -> None:
+        request = urllib.request.Request(self.base + RELEASE_PATH, method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
 
 @contextlib.contextmanager
-def running(*, mode: str = "ok", key: str = DEMO_KEY) -> Iterator[ThirdPartyServer]:
+def running(
+    *, mode: str = "ok", key: str = DEMO_KEY, hold: bool = False
+) -> Iterator[ThirdPartyServer]:
     """The server as a subprocess on a free loopback port, for the length of the block."""
+    flags = ["--hold"] if hold else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.thirdparty", "--port", "0", "--mode", mode],
+        [sys.executable, "-m", "tests.thirdparty", "--port", "0", "--mode", mode, *flags],
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
