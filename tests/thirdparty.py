@@ -15,7 +15,8 @@ It answers like the service: the bearer key is checked (`AIMLAPI_API_KEY`, defau
 in front of a real service do, to every upload:
 
     cdn-403      Cloudflare's HTML "Attention Required!" page: a firewall rule blocked the request
-    nginx-413    nginx's HTML "413 Request Entity Too Large" (its client_max_body_size)
+    nginx-413    nginx's HTML "413 Request Entity Too Large" (its client_max_body_size), sent
+                 as nginx does, from the Content-Length alone, the body left unread
     gateway-502  nginx's HTML "502 Bad Gateway": the service behind it is down
     no-credits   the service's own JSON 403: the account is out of credits
 
@@ -294,9 +295,12 @@ class ThirdParty:
             with self._lock:
                 self.held += 1
             self._released.wait(60)
-        body = _read_body(request, record)
         content_type = request.headers.get("Content-Type", "")
         record.update(content_type=content_type, authorized=self._authorized(request))
+        record["content_length"] = request.content_length
+        if self.mode == "nginx-413":  # judged on Content-Length, before a byte of the body is read
+            return self._proxy_answer(record)
+        body = _read_body(request, record)
         try:
             parts = read_upload(body, content_type)
         except ValueError as exc:
@@ -363,7 +367,6 @@ class ThirdParty:
 def _read_body(request: Request, record: dict[str, Any]) -> bytes:
     """The whole body; ClientDisconnected (counted in `record`) when it ends before its
     Content-Length."""
-    record["content_length"] = request.content_length
     chunks: list[bytes] = []
     record["received"] = 0
     while chunk := request.stream.read(1 << 16):
