@@ -32,7 +32,7 @@ from pipeline.api import build_form
 from pipeline.body import Body
 from pipeline.names import is_plain, path_bytes, source_key, wire_filename
 from pipeline.report import export_line
-from tests.thirdparty import read_upload, serialised
+from tests.multipart_readers import read_upload, serialised
 
 FAST = settings(
     max_examples=200,

@@ -11,7 +11,8 @@ from werkzeug.test import Client
 
 from pipeline.api import build_form
 from pipeline.body import Body
-from tests.thirdparty import DEMO_KEY, UPLOAD_PATH, ThirdParty, read_upload, serialised
+from tests.multipart_readers import read_upload, serialised
+from tests.thirdparty import DEMO_KEY, UPLOAD_PATH, ThirdParty
 
 DATA = b"RIFF" + bytes(range(256)) * 40
 
