@@ -4,6 +4,10 @@ Routes: /files/NAME serves tests' files; /missing 404; /forbidden 403; /gone 410
 redirects to itself; /hop/N/NAME redirects N times then serves NAME; /huge streams without end
 (no Content-Length); /huge-declared says a huge Content-Length; /slow/NAME waits `slow_seconds`
 before the first byte; /flaky/NAME answers 503 the first time. `hits` counts requests per path.
+
+`targets` lists every request target (path and query) exactly as it came on the wire, `%XX`
+escapes and all, so tests can check that a URL went out as written. `redirects` maps a raw path
+to a Location sent back verbatim with a 302 (aiohttp's own HTTPFound would normalise it).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ class FileServer:
         self.root = root
         self.slow_seconds = slow_seconds
         self.hits: collections.Counter[str] = collections.Counter()
+        self.targets: list[str] = []
+        self.redirects: dict[str, str] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -56,6 +62,10 @@ class FileServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         self.hits[path] += 1
+        self.targets.append(request.raw_path)  # the request target as sent, never decoded
+        location = self.redirects.get(request.raw_path.split("?", 1)[0])
+        if location is not None:
+            return web.Response(status=302, headers={"Location": location})
         simple = {"/missing": 404, "/forbidden": 403, "/gone": 410}
         if path in simple:
             return web.Response(status=simple[path], text="no")
