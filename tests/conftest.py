@@ -144,4 +144,5 @@ def export(
 ) -> list[dict[str, Any]]:
     result = run_cli("export", "--db", db, cwd=cwd, env=env)
     assert result.code == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    # JSON lines end in "\n" only: a name may hold U+2028 or U+0085, which splitlines() splits on.
+    return [json.loads(line) for line in result.stdout.split("\n") if line]
