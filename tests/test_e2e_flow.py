@@ -1,0 +1,177 @@
+"""Flow control end to end: the real CLI against the sandbox, at a smaller size than `make bench`.
+
+The shapes are the ones that broke earlier runs: slow-downs at random (a shared key), a real
+limit on requests per second, a limit on requests open at once, a service that is not there,
+and one that goes away and comes back. Figures come from the sandbox's own log of requests.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.samples import write_wav
+from tests.conftest import (
+    SandboxServer,
+    cli_env,
+    export,
+    run_cli,
+    start_sandbox,
+    stop_sandbox,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def catalogue(root: Path, count: int) -> Path:
+    for i in range(count):
+        write_wav(root / "song" / f"d{i // 50}" / f"t{i:04d}.wav", 10.5, seed=i, rate=2000)
+    return root
+
+
+def ok_per_content(server: SandboxServer) -> collections.Counter[str]:
+    return collections.Counter(r["sha256"] for r in server.requests() if r["outcome"] == "ok")
+
+
+def settled(server: SandboxServer, skip: float) -> list[dict[str, object]]:
+    """The requests received after the first `skip` seconds of the run."""
+    requests = sorted(server.requests(), key=lambda r: float(r["ts"]))  # type: ignore[arg-type]
+    start = float(requests[0]["ts"])  # type: ignore[arg-type]
+    return [r for r in requests if float(r["ts"]) - start >= skip]  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def servers() -> list[SandboxServer]:
+    started: list[SandboxServer] = []
+    yield started  # type: ignore[misc]
+    for server in started:
+        stop_sandbox(server)
+
+
+def run_seconds(stdout: str) -> float:
+    """The run's own duration, from its summary: Python's start-up does not count."""
+    line = next(line for line in stdout.splitlines() if line.startswith("run "))
+    return float(line.split(" in ")[1].split(" s")[0])
+
+
+def test_random_slow_downs_do_not_collapse_the_pace(
+    tmp_path: Path, servers: list[SandboxServer]
+) -> None:
+    catalogue(tmp_path / "cat", 120)
+    clean = start_sandbox(tmp_path, "--latency", "0.01")
+    servers.append(clean)
+    args = ("--concurrency", "16", "--max-attempts", "12")
+    baseline = run_cli(
+        "run", "cat", "--api-url", clean.url, *args, "--db", "clean.db", cwd=tmp_path
+    )
+    assert baseline.code == 0, baseline.stderr
+    faults = ("--throttle-rate", "0.08", "--busy-rate", "0.05", "--error-rate", "0.08")
+    noisy = start_sandbox(
+        tmp_path, "--latency", "0.01", *faults, "--retry-after", "1", "--seed", "5"
+    )
+    servers.append(noisy)
+    patient = cli_env(INGEST_BACKOFF_MAX="1")
+    result = run_cli("run", "cat", "--api-url", noisy.url, *args, cwd=tmp_path, env=patient)
+    assert result.code == 0, result.stderr
+    assert len(ok_per_content(noisy)) == 120
+    # Within 3x of the clean run (and the 1 s Retry-After of a 429 is a floor on its own).
+    assert run_seconds(result.stdout) <= 3 * max(run_seconds(baseline.stdout), 1.0)
+    paced = [line for line in result.stderr.splitlines() if "requests/s" in line]
+    lowest = min((float(line.split(" requests/s")[0].split()[-1]) for line in paced), default=None)
+    # The old design fell step by step to 0.55 requests/s here; a share of 13% slow-downs
+    # must cost about that share, not the pace.
+    assert lowest is None or lowest >= 5, paced
+
+
+def test_a_real_rate_limit_is_found_and_held_with_few_refusals(
+    tmp_path: Path, servers: list[SandboxServer]
+) -> None:
+    catalogue(tmp_path / "cat", 130)
+    limited = start_sandbox(tmp_path, "--max-rps", "10", "--retry-after", "1")
+    servers.append(limited)
+    result = run_cli(
+        "run", "cat", "--api-url", limited.url, "--concurrency", "8", "--max-attempts", "20",
+        cwd=tmp_path, env=cli_env(INGEST_BACKOFF_MAX="1"),
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    later = settled(limited, 4.0)
+    refused = [r for r in later if str(r["outcome"]).startswith("http 429")]
+    accepted = [r for r in later if r["outcome"] == "ok"]
+    span = float(later[-1]["ts"]) - float(later[0]["ts"])  # type: ignore[arg-type]
+    assert len(refused) < 0.05 * len(later), (len(refused), len(later))
+    assert len(accepted) / span >= 0.85 * 10, (len(accepted), span)
+
+
+def test_a_limit_on_requests_open_is_found_and_held(
+    tmp_path: Path, servers: list[SandboxServer]
+) -> None:
+    catalogue(tmp_path / "cat", 120)
+    narrow = start_sandbox(tmp_path, "--max-in-flight", "4", "--latency", "0.2")
+    servers.append(narrow)
+    result = run_cli(
+        "run", "cat", "--api-url", narrow.url, "--concurrency", "16", "--max-attempts", "20",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    later = settled(narrow, 2.0)
+    refused = [r for r in later if r["outcome"] == "base_resp 1041"]
+    accepted = [r for r in later if r["outcome"] == "ok"]
+    span = float(later[-1]["ts"]) - float(later[0]["ts"])  # type: ignore[arg-type]
+    assert len(refused) < 0.05 * len(later), (len(refused), len(later))
+    assert len(accepted) / span >= 0.8 * 4 / 0.25, (len(accepted), span)  # 4 open, ~0.25 s each
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_service_that_is_not_there_ends_the_run_within_max_outage(tmp_path: Path) -> None:
+    catalogue(tmp_path / "cat", 300)
+    url = f"http://127.0.0.1:{free_port()}/v2/generate/audio/minimax/upload"
+    started = time.monotonic()
+    result = run_cli("run", "cat", "--api-url", url, "--max-outage", "5", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.code == 6, result.stderr
+    assert elapsed < 5 + 15  # the bound, plus start-up and the grace of requests in flight
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ingest: the service has been unreachable since "), last
+    assert "left for the next run" in last and "Traceback" not in result.stderr
+    attempts = sum(r["attempts"] for r in export(tmp_path))
+    assert attempts < 60  # not 300 entries x 6 attempts: the breaker probed instead
+
+
+def test_a_service_that_goes_away_and_comes_back_loses_nothing(tmp_path: Path) -> None:
+    catalogue(tmp_path / "cat", 150)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v2/generate/audio/minimax/upload"
+    first = start_sandbox(tmp_path, "--port", str(port), "--latency", "0.05")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "cat", "--api-url", url, "--concurrency", "4"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(first.requests()) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop_sandbox(first)  # the service goes away...
+    time.sleep(8)
+    second = start_sandbox(tmp_path, "--port", str(port))  # ...and comes back
+    try:
+        _, stderr = run.communicate(timeout=120)
+    finally:
+        stop_sandbox(second)
+    assert run.returncode == 0, stderr
+    assert "service unreachable since" in stderr and "reachable again" in stderr
+    records = export(tmp_path)
+    assert len(records) == 150 and all(r["status"] == "done" for r in records)
