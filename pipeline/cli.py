@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", help="at most this many requests per second")
     run.add_argument("--grace", help="seconds for in-flight uploads after a signal (default 10)")
     run.add_argument(
+        "--lease", help="a shared ledger's claim lasts this long without a heartbeat (60s)"
+    )
+    run.add_argument(
         "--max-outage",
         dest="max_outage",
         help="stop (exit 6) when the service stays unreachable this long (default 10m)",
@@ -69,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--min-age", dest="min_age", help="leave files modified less than this long ago (30s, 5m)"
+    )
+    run.add_argument(
+        "--metrics-file",
+        dest="metrics_file",
+        metavar="PATH",
+        help="write the run's figures for Prometheus (node_exporter textfile) here",
     )
     run.add_argument("--progress", choices=["auto", "always", "never"])
     run.add_argument(
@@ -180,9 +189,11 @@ FLAG_SETTINGS = (
     "rate",
     "grace",
     "max_outage",
+    "lease",
     "max_duration",
     "min_age",
     "manifest_encoding",
+    "metrics_file",
     "progress",
     "dry_run",
     "retry_failed",

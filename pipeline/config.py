@@ -234,6 +234,13 @@ class Settings:
         "before the run stops taking work and exits 6. Meanwhile one probe request goes out at "
         "a growing interval and the waiting entries keep their attempts.",
     )
+    lease: float = _field(
+        60.0,
+        parse_duration,
+        "On a PostgreSQL ledger shared by several runs: how long a run's claim on an entry "
+        "lasts without its heartbeat (sent every quarter of it). A run that dies loses its "
+        "claims this long after, and the live runs take its work over.",
+    )
     grace: float = _field(
         10.0, parse_duration, "On SIGINT/SIGTERM, how long in-flight uploads may take to finish."
     )
@@ -253,6 +260,12 @@ class Settings:
         _optional(parse_duration),
         "Leave files modified less than this long ago alone (30s, 5m): a copy may still be "
         "in progress. Unset: take every file.",
+    )
+    metrics_file: str | None = _field(
+        None,
+        _optional(str),
+        "Write the run's figures here in Prometheus' textfile format (for node_exporter's "
+        "textfile collector), atomically, during the run and at its end.",
     )
     retry_failed: bool = _field(False, parse_bool, "Retry entries that failed for good earlier.")
     dry_run: bool = _field(

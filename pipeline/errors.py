@@ -6,6 +6,7 @@
     ├── LedgerError           the ledger cannot be opened, is not ours, or is newer (exit 2)
     │   ├── LedgerHeld        another live run holds the ledger (exit 3)
     │   └── LedgerWriteError  the ledger cannot be written any more: disk full, read-only (exit 7)
+    │       └── LedgerUnreachable  the ledger's server stayed out of reach too long (exit 6)
     ├── EntryError            one entry cannot be uploaded; the run goes on
     │   ├── TransientError    worth retrying: network, timeouts, 408/429/5xx, busy codes; may carry
     │   │                     `retry_after` seconds from the service
@@ -55,6 +56,13 @@ class LedgerWriteError(LedgerError):
     What was committed before stays; the run stops."""
 
     exit_code = Exit.LEDGER
+
+
+class LedgerUnreachable(LedgerWriteError):
+    """The ledger's database server stayed out of reach (restarting, network down) for longer
+    than the run waits for it. What was committed stays; a rerun resumes."""
+
+    exit_code = Exit.TRANSIENT
 
 
 class EntryError(IngestError):

@@ -40,6 +40,7 @@ _BY_STOP = {
     StopReason.SIGINT: Exit.SIGINT,
     StopReason.SIGTERM: Exit.SIGTERM,
     StopReason.OUTAGE: Exit.TRANSIENT,
+    StopReason.LEDGER_GONE: Exit.TRANSIENT,
 }
 
 RUN_STATUS = {
@@ -60,7 +61,7 @@ def run_exit(stop: StopReason | None, *, finished: bool, failed: int, left: int)
     only need a rerun (6)."""
     if stop in _BY_STOP:
         code = _BY_STOP[stop]
-        if stop is not StopReason.OUTAGE:
+        if stop not in (StopReason.OUTAGE, StopReason.LEDGER_GONE):
             return code
         return Exit.FAILED if failed else code
     if stop is StopReason.DEADLINE and not finished:

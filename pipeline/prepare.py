@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ class Work:
     entry: Entry
     state: SourceState | None
     step: Step
+    replaces_no_purpose: bool = False  # the ledger holds it with no purpose from an earlier run
 
 
 class Preparer:
@@ -64,6 +66,7 @@ class Preparer:
         self.tally = tally
         self.policy = policy
         self.clock_ns = clock_ns
+        self.patience = 600.0  # seconds a restarting ledger server is waited for
         self.claimed: set[int] = set()  # contents this run has queued for upload
         self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
 
@@ -73,18 +76,21 @@ class Preparer:
         """Decide a batch; settle what needs no I/O; return the rest."""
         self.tally.seen += len(batch)
         entries, errors = await _stat_unstated(batch)
-        states = await self.ledger.states(e.source for e in entries)
+        states = await self.ledger.states_patiently(
+            (e.source for e in entries), patience=self.patience
+        )
         now, work = self.clock_ns(), []
         for entry, error in zip(entries, errors, strict=True):
             state = states.get((entry.source, entry.purpose))
             decision = decide(entry, state, policy=self.policy, now_ns=now, error=error)
+            stale = bool(entry.purpose) and (entry.source, "") in states
             if decision.step in NEEDS_IO:
-                work.append(Work(entry, state, decision.step))
+                work.append(Work(entry, state, decision.step, stale))
             else:
-                self._settle(entry, decision)
+                self._settle(entry, decision, stale)
         return work
 
-    def _settle(self, entry: Entry, decision: Decision) -> None:
+    def _settle(self, entry: Entry, decision: Decision, stale: bool) -> None:
         if decision.step is Step.SKIP_DONE:
             self.tally.skipped_done += 1
         elif decision.step is Step.SKIP_FAILED:
@@ -93,12 +99,15 @@ class Preparer:
             self.tally.young += 1
             log.info("left alone %s: modified less than --min-age ago", _where(entry))
         else:
-            self._fail(entry, facts_of(entry), decision.reason or "unknown")
+            facts = facts_of(entry, replaces_no_purpose=stale)
+            self._fail(entry, facts, decision.reason or "unknown")
 
     # --- 2b. prepare ----------------------------------------------------------------------------
 
     async def prepare(self, work: Work) -> Job | None:
         """Locate, probe and link one entry; the job if its content still needs an upload."""
+        if not await self._claim(work.entry):
+            return None
         try:
             located, audio = await self._locate(work)
         except PermanentError as exc:
@@ -113,10 +122,23 @@ class Preparer:
             located.discard()
             return None
         try:
-            return await self._link(work.entry, located, audio)
+            return await self._link(work, located, audio)
         except BaseException:
             located.discard()
             raise
+
+    async def _claim(self, entry: Entry) -> bool:
+        """On a shared ledger, claim the source just before its bytes are read: False when
+        another live run holds it (it comes back to this one if that run dies)."""
+        claims = self.writer.claims if self.writer is not None else None
+        if claims is None:
+            return True
+        row = claim_row(entry, self.ledger.clock())
+        ours = await self.writer.call(lambda conn: claims.sources(conn, [row]))  # type: ignore[union-attr]
+        if ours:
+            return True
+        self.tally.elsewhere += 1
+        return False
 
     async def _locate(self, work: Work) -> tuple[Located, AudioInfo | PermanentError]:
         """The entry's bytes and what they are (or why they cannot be sent)."""
@@ -137,28 +159,35 @@ class Preparer:
             return await asyncio.to_thread(_probed, Located(work.state.sha256, body))
         return await asyncio.to_thread(_hashed_and_probed, entry.path)  # one thread hop
 
-    async def _link(self, entry: Entry, located: Located, audio: AudioInfo) -> Job | None:
+    async def _link(self, work: Work, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""
+        entry = work.entry
         if self.writer is None:
             await self._count_dry(entry, located)
             return None
-        link = await self.writer.link(
-            facts_of(entry, located), sha256=located.sha256, size=located.size
-        )
-        status, content_id = link.status, link.content_id
+        facts = facts_of(entry, located, replaces_no_purpose=work.replaces_no_purpose)
+        link = await self.writer.link(facts, sha256=located.sha256, size=located.size)
+        status, content_id, ours = link.status, link.content_id, link.claimed
         retry = link.retryable or self.policy.retry_failed
         if status == ContentStatus.FAILED and retry and content_id not in self.claimed:
-            self.writer.reset(content_id)
+            ours = await self.writer.reset(content_id)
             status = ContentStatus.PENDING
-        if status != ContentStatus.PENDING or content_id in self.claimed:
-            self._count_linked(entry, status, content_id)
+        if status != ContentStatus.PENDING or content_id in self.claimed or not ours:
+            self._count_linked(entry, status, content_id, elsewhere=not ours)
             located.discard()
             return None
         self.claimed.add(content_id)
         return Job(content_id, entry.source, entry.purpose, entry.filename, audio, located)
 
-    def _count_linked(self, entry: Entry, status: str, content_id: int) -> None:
-        if status == ContentStatus.DONE or content_id in self.claimed:
+    def _count_linked(
+        self, entry: Entry, status: str, content_id: int, *, elsewhere: bool = False
+    ) -> None:
+        if elsewhere:
+            self.tally.elsewhere += 1
+            log.info(
+                "same bytes being uploaded by another run: %s (%s)", entry.source, entry.purpose
+            )
+        elif status == ContentStatus.DONE or content_id in self.claimed:
             self.tally.deduplicated += 1
             log.info(
                 "same bytes as an upload already %s: %s (%s)",
@@ -197,7 +226,29 @@ class Preparer:
             )
 
 
-def facts_of(entry: Entry, located: Located | None = None) -> SourceFacts:
+def claim_row(entry: Entry, now: float) -> dict[str, object]:
+    """A source row as first claimed: enough to find the entry again if this run dies."""
+    return {
+        "source": entry.source,
+        "purpose": entry.purpose,
+        "kind": entry.kind,
+        "written": entry.written,
+        "path": source_key(entry.path) if entry.path is not None else None,
+        "filename": wire_filename(entry.filename),
+        "line": entry.line,
+        "external_id": entry.external_id,
+        "extra": json.dumps(dict(entry.extra), ensure_ascii=False) if entry.extra else None,
+        "origin": entry.origin,
+        "status": SourceStatus.OK,
+        "retryable": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def facts_of(
+    entry: Entry, located: Located | None = None, *, replaces_no_purpose: bool = False
+) -> SourceFacts:
     body = located.body if located is not None else None
     return SourceFacts(
         source=entry.source,
@@ -212,6 +263,8 @@ def facts_of(entry: Entry, located: Located | None = None) -> SourceFacts:
         line=entry.line,
         external_id=entry.external_id,
         extra=entry.extra,
+        origin=entry.origin,
+        replaces_no_purpose=replaces_no_purpose,
     )
 
 

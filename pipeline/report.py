@@ -44,6 +44,7 @@ class Tally:
     skipped_done: int = 0  # done in an earlier run
     skipped_failed: int = 0  # failed for good in an earlier run, not retried
     young: int = 0  # modified less recently than --min-age: left alone
+    elsewhere: int = 0  # being done by another live run on the same (PostgreSQL) ledger
     failed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0  # attempts beyond the first
@@ -68,6 +69,7 @@ class Tally:
             + self.skipped_done
             + self.skipped_failed
             + self.young
+            + self.elsewhere
             + self.failed_total
             + self.left_total
             + sum(self.would_upload.values())
@@ -90,6 +92,7 @@ class Tally:
             "skipped_done": self.skipped_done,
             "skipped_failed": self.skipped_failed,
             "young": self.young,
+            "elsewhere": self.elsewhere,
             "failed": self.failed_total,
             "failed_by_reason": dict(self.failed.most_common(20)),
             "left_for_next_run": self.left_total,
@@ -142,6 +145,8 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
     lines.append(f"  retries           {tally.retries}")
     if tally.young:
         lines.append(f"  too new, left     {tally.young} (modified less than --min-age ago)")
+    if tally.elsewhere:
+        lines.append(f"  done by other runs {tally.elsewhere} (held by a live run on this ledger)")
     if tally.crawl.ignored or tally.crawl.hidden or tally.crawl.loops:
         lines.append(
             f"  not audio, ignored {tally.crawl.ignored}; hidden skipped {tally.crawl.hidden}; "
@@ -156,6 +161,8 @@ def status_data(
     errors: list[tuple[str, int]],
     *,
     ledger: str,
+    running: Sequence[Mapping[Any, Any]] = (),
+    now: float = 0.0,
 ) -> dict[str, Any]:
     """Everything `ingest status` shows, as plain data: the text view and `--json` both render
     this, so they always agree."""
@@ -170,7 +177,21 @@ def status_data(
         "by_purpose": {p: _status_counts(by_purpose[p]) for p in sorted(by_purpose)},
         "all": _status_counts(total),
         "top_errors": [{"error": error, "count": n} for error, n in errors],
+        "running": [_running_data(run, now) for run in running],
         "runs": [_run_data(run) for run in runs],
+    }
+
+
+def _running_data(run: Mapping[Any, Any], now: float) -> dict[str, Any]:
+    """A run marked running, with its figures so far; `live` while its heartbeat is fresh."""
+    beat = run["heartbeat_at"]
+    lease = run["lease"] or 60.0
+    age = None if beat is None else max(0.0, now - float(beat))
+    return _run_data(run) | {
+        "heartbeat_at": beat,
+        "heartbeat_age_s": None if age is None else round(age, 1),
+        "lease_s": lease,
+        "live": age is not None and age <= lease,
     }
 
 
@@ -202,6 +223,9 @@ def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) 
         f"{name:<14}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{c['total']:>9}"
         for name, c in rows
     ]
+    if data["running"]:
+        lines += ["", "running now:"]
+        lines += [_running_line(run, fmt_time) for run in data["running"]]
     if data["top_errors"]:
         lines += ["", "most common errors (failed or pending):"]
         lines += [f"  {e['count']:>6}  {e['error']}" for e in data["top_errors"]]
@@ -216,6 +240,21 @@ def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) 
             f"(pid {run['pid']} on {run['host']})"
         )
     return "\n".join(lines)
+
+
+def _running_line(run: Mapping[str, Any], fmt_time: Callable[[float], str]) -> str:
+    where = (
+        f"#{run['id']:<5}{run['host']} (pid {run['pid']}), started {fmt_time(run['started_at'])}"
+    )
+    figures = f"uploaded {run['uploaded']}, failed {run['failed']}, left {run['left']}"
+    age = run["heartbeat_age_s"]
+    if run["live"]:
+        return f"  {where}: {figures} so far; heartbeat {age:.0f} s ago"
+    silent = "never" if age is None else f"{age:.0f} s ago"
+    return (
+        f"  {where}: LOST (last heartbeat {silent}, lease {run['lease_s']:.0f} s); "
+        f"{figures} when last heard; its claims are free for the others"
+    )
 
 
 def export_line(record: Mapping[str, Any], fmt: str, extra_columns: list[str]) -> str:

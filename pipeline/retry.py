@@ -1,4 +1,6 @@
-"""Retry policy as data plus pure functions, applied with tenacity.
+"""Retry policy as data plus pure functions: applied with tenacity to downloads (`retrying`), and
+by the upload step's own loop (`next_wait`), whose every attempt goes through the throttle and
+the circuit breaker and is on the hot path of a run.
 
 Which errors: `TransientError` only (permanent and fatal errors are never retried). How many:
 `max_attempts`, the first included. How long: full-jitter exponential backoff
@@ -45,6 +47,22 @@ def backoff(
     if isinstance(error, TransientError) and error.retry_after is not None:
         return float(error.retry_after)
     return float(rand() * min(policy.cap, policy.base * 2 ** (attempt - 1)))
+
+
+def next_wait(
+    policy: RetryPolicy,
+    attempt: int,
+    error: BaseException,
+    waited: float,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before attempt `attempt + 1`, or None to give up: the error is not
+    transient, the attempts are spent, or the wait would take the entry past `max_total_wait`.
+    The same policy as `retrying`, as one pure function, for the upload path's own loop."""
+    if not isinstance(error, TransientError) or attempt >= policy.max_attempts:
+        return None
+    seconds = backoff(policy, attempt, error, rand)
+    return None if waited + seconds > policy.max_total_wait else seconds
 
 
 class _WaitedTooLong(stop_base):

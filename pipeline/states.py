@@ -53,3 +53,4 @@ class StopReason(enum.StrEnum):
     FATAL = "fatal"  # the key or the account was refused
     OUTAGE = "outage"  # the service stayed unreachable past --max-outage
     LEDGER = "ledger"  # the ledger could not be written
+    LEDGER_GONE = "ledger-gone"  # the ledger's server stayed out of reach

@@ -38,12 +38,21 @@ from pipeline.errors import (
 from pipeline.ledger.writer import Writer
 from pipeline.model import Job, Stop, Uploader, UploadResult
 from pipeline.report import Tally, reason_key
-from pipeline.retry import RetryPolicy, retrying
+from pipeline.retry import RetryPolicy, next_wait
 from pipeline.states import StopReason
 from pipeline.throttle import Signal, Throttle, signal_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class _GaveUp(Exception):
+    """The retry policy gave up on a job: its last error, after this many attempts."""
+
+    def __init__(self, error: Exception, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
 
 
 class _Stopped(Exception):
@@ -79,13 +88,10 @@ class Sender:
         """Upload `job` and record what came of it. Never raises but for cancellation."""
         started, attempts = self.clock(), 0
         try:
-            async for try_ in retrying(
-                self.policy, sleep=self._backoff, before_sleep=self._announcer(job)
-            ):
-                with try_:
-                    attempts += 1
-                    self.tally.retries += attempts > 1
-                    result = await self._attempt(job)
+            result, attempts = await self._attempts(job)
+        except _GaveUp as gave_up:
+            await self._record_failure(job, gave_up.error, gave_up.attempts)
+            return
         except (_Stopped, LedgerWriteError):
             return
         except ServiceDown as exc:
@@ -106,6 +112,23 @@ class Sender:
             attempts,
             self.clock() - started,
         )
+
+    async def _attempts(self, job: Job) -> tuple[UploadResult, int]:
+        """Attempts until one succeeds (the result, and how many it took) or the policy gives
+        up (`_GaveUp`); between them, the backoff (the service's Retry-After wins)."""
+        attempt, waited = 0, 0.0
+        while True:
+            attempt += 1
+            self.tally.retries += attempt > 1
+            try:
+                return await self._attempt(job), attempt
+            except EntryError as exc:
+                seconds = next_wait(self.policy, attempt, exc, waited)
+                if seconds is None or not isinstance(exc, TransientError):
+                    raise _GaveUp(exc, attempt) from exc
+                self._announce(job, attempt, exc, seconds)
+                waited += seconds
+                await self._backoff(seconds)
 
     async def _attempt(self, job: Job) -> UploadResult:
         """One attempt, as the retry policy counts them: requests lost to a service that is
@@ -202,19 +225,16 @@ class Sender:
         outcome = "failed" if final else "left for the next run"
         log.warning("%s %s after %d attempt(s): %s", outcome, where, attempts, exc.reason)
 
-    def _announcer(self, job: Job) -> Callable[[int, BaseException | None, float], None]:
-        def announce(attempt: int, error: BaseException | None, seconds: float) -> None:
-            reason = getattr(error, "reason", repr(error))
-            log.info(
-                "attempt %d of %s (%s) failed: %s; retrying in %.1f s",
-                attempt,
-                job.source,
-                job.purpose,
-                reason,
-                seconds,
-            )
-
-        return announce
+    @staticmethod
+    def _announce(job: Job, attempt: int, error: TransientError, seconds: float) -> None:
+        log.info(
+            "attempt %d of %s (%s) failed: %s; retrying in %.1f s",
+            attempt,
+            job.source,
+            job.purpose,
+            error.reason,
+            seconds,
+        )
 
     async def _backoff(self, seconds: float) -> None:
         if self.stop.requested:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,7 +192,8 @@ async def test_a_purpose_given_later_replaces_the_no_purpose_failure(
 ) -> None:
     writer.record_source(facts("/x/a.wav", purpose=""), status=SourceStatus.FAILED, error="no")
     await writer.flush()
-    writer.record_source(facts("/x/a.wav", purpose="voice"))
+    later = dataclasses.replace(facts("/x/a.wav", purpose="voice"), replaces_no_purpose=True)
+    writer.record_source(later)
     await writer.flush()
     assert [r["purpose"] async for r in ledger.export_rows()] == ["voice"]
 

@@ -40,9 +40,10 @@ async def status(settings: Settings, *, as_json: bool = False) -> int:
         counts = await ledger.counts()
         runs = await ledger.last_runs(5)
         errors = await ledger.top_errors(5)
+        now, running = await ledger.running()
     finally:
         await ledger.close()
-    data = status_data(counts, runs, errors, ledger=ledger.location.shown)
+    data = status_data(counts, runs, errors, ledger=ledger.location.shown, running=running, now=now)
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:

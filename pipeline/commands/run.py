@@ -23,12 +23,16 @@ from pipeline.api import UploadClient
 from pipeline.breaker import Breaker
 from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Secret, Settings
+from pipeline.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.fetch import HttpFetcher
+from pipeline.fleet import Fleet
 from pipeline.ledger import Location, open_ledger
+from pipeline.ledger.claims import Claims
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
+from pipeline.metrics import MetricsFile
 from pipeline.model import Stop
 from pipeline.names import shown
 from pipeline.outcome import RUN_STATUS, Exit, run_exit
@@ -37,7 +41,7 @@ from pipeline.prepare import Preparer
 from pipeline.report import Tally, render_summary
 from pipeline.retry import RetryPolicy
 from pipeline.runner import Runner
-from pipeline.sources import Source, check_sources, iter_batches
+from pipeline.sources import Entry, Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.states import RunStatus, StopReason
 from pipeline.throttle import Throttle
@@ -111,10 +115,16 @@ async def _run_with_ledger(
     run_id = (
         0
         if settings.dry_run
-        else await ledger.start_run(pid=os.getpid(), host=socket.gethostname(), command=command)
+        else await ledger.start_run(
+            pid=os.getpid(), host=socket.gethostname(), command=command, lease=settings.lease
+        )
     )
     tally, stop = Tally(), Stop()
-    writer = None if settings.dry_run else _writer_for(ledger, run_id, stop)
+    writer = (
+        None
+        if settings.dry_run
+        else _writer_for(ledger, run_id, stop, lease=settings.lease, patience=settings.max_outage)
+    )
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=settings.timeout, sock_read=settings.timeout
     )
@@ -125,7 +135,13 @@ async def _run_with_ledger(
         )
         if writer is not None:
             await stack.enter_async_context(writer.running())
-        runner, sender = _build(settings, ledger, writer, session, roots, tally, stop)
+        runner, sender, fleet = _build(settings, ledger, writer, session, roots, tally, stop)
+        metrics = _metrics(settings, ledger)
+        if fleet is not None:
+            fleet.figures = lambda: tally.as_dict(time.monotonic() - started)
+            if metrics is not None:
+                fleet.on_beat = metrics.write
+            await stack.enter_async_context(fleet.beating())
         with _signals(stop), _deadline(settings, stop):
             async with (
                 _census(settings, roots, display) as census,
@@ -138,13 +154,24 @@ async def _run_with_ledger(
     elapsed = time.monotonic() - started
     if writer is not None and writer.failure is None:
         await _finish(ledger, run_id, code, tally.as_dict(elapsed))
+    if metrics is not None:
+        metrics.write(tally.as_dict(elapsed), exit_code=int(code))
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
     _say_why(sender, writer, tally)  # last, so it is the line a person (or cron's mail) sees
     return int(code)
 
 
-def _writer_for(ledger: Ledger, run_id: int, stop: Stop) -> Writer:
+def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
+    if settings.metrics_file is None or settings.dry_run:
+        return None
+    return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
+
+
+def _writer_for(
+    ledger: Ledger, run_id: int, stop: Stop, *, lease: float, patience: float
+) -> Writer:
+    shared = ledger.dialect == "postgresql"  # many runs may share it: claims with leases
     writer = Writer(
         ledger.engine,
         dialect=ledger.dialect,
@@ -152,8 +179,15 @@ def _writer_for(ledger: Ledger, run_id: int, stop: Stop) -> Writer:
         clock=ledger.clock,
         run_id=run_id,
         watch=ledger.location.path,
+        claims=Claims(ledger.dialect, run_id, lease) if shared else None,
     )
-    writer.on_failure = lambda _: stop.request(StopReason.LEDGER)
+    writer.patience = patience
+
+    def stop_on(failure: LedgerWriteError) -> None:
+        gone = isinstance(failure, LedgerUnreachable)
+        stop.request(StopReason.LEDGER_GONE if gone else StopReason.LEDGER)
+
+    writer.on_failure = stop_on
     return writer
 
 
@@ -165,7 +199,7 @@ def _build(
     roots: Sequence[Source],
     tally: Tally,
     stop: Stop,
-) -> tuple[Runner, Sender | None]:
+) -> tuple[Runner, Sender | None, Fleet | None]:
     policy = Policy(
         retry_failed=settings.retry_failed,
         min_age_ns=None if settings.min_age is None else int(settings.min_age * 1e9),
@@ -177,7 +211,9 @@ def _build(
         tally=tally,
         policy=policy,
     )
-    sender = None
+    preparer.patience = settings.max_outage
+    sender = fleet = None
+    throttle = Throttle(rate=settings.rate, max_in_flight=settings.concurrency)
     if writer is not None and settings.api_key is not None:
         uploader = UploadClient(
             session, url=settings.api_url, key=settings.api_key, timeout=settings.timeout
@@ -185,19 +221,28 @@ def _build(
         sender = Sender(
             uploader=uploader,
             writer=writer,
-            throttle=Throttle(rate=settings.rate, max_in_flight=settings.concurrency),
+            throttle=throttle,
             breaker=Breaker(max_outage=settings.max_outage),
             policy=policy_from(settings),
             stop=stop,
             tally=tally,
         )
+    batches = iter_batches(
+        roots, purpose=settings.purpose, stats=tally.crawl, encoding=settings.manifest_encoding
+    )
+    if writer is not None:
+        fleet = Fleet(
+            writer=writer,
+            lease=settings.lease,
+            rate=settings.rate,
+            throttle=throttle,
+            figures=dict,
+            run_id=writer.run_id,
+        )
+        origins = [os.path.abspath(root.path) for root in roots]
+        batches = _chain(batches, fleet.leftovers(origins, stop))
     runner = Runner(
-        batches=iter_batches(
-            roots,
-            purpose=settings.purpose,
-            stats=tally.crawl,
-            encoding=settings.manifest_encoding,
-        ),
+        batches=batches,
         preparer=preparer,
         send=None if sender is None else sender.send,
         stop=stop,
@@ -205,7 +250,13 @@ def _build(
         grace=settings.grace,
         on_sources_done=tally.mark_sources_done,
     )
-    return runner, sender
+    return runner, sender, fleet
+
+
+async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry]]:
+    for part in parts:
+        async for batch in part:
+            yield batch
 
 
 def _say_why(sender: Sender | None, writer: Writer | None, tally: Tally) -> None:
@@ -220,9 +271,10 @@ def _say_why(sender: Sender | None, writer: Writer | None, tally: Tally) -> None
             file=sys.stderr,
         )
     if writer is not None and writer.failure is not None:
+        fix = "free space (or fix the ledger's folder)" if writer.watching else "fix it"
         print(
-            f"ingest: {writer.failure}; the run stopped. What was recorded before is kept: free "
-            "space (or fix the ledger's folder) and run again to resume",
+            f"ingest: {writer.failure}; the run stopped. What was recorded before is kept: "
+            f"{fix} and run again to resume",
             file=sys.stderr,
         )
 

@@ -10,12 +10,20 @@
   (absolute path, or the URL); `written` is the text as the manifest wrote it. `status` is `ok`
   once linked to a content, `failed` when the source itself is bad (not audio, no purpose, bad
   row, download refused), with `retryable` as above (a download that kept timing out).
-- `runs`: one row per run: who, when, how it ended and its summary.
+- `runs`: one row per run: who, when, how it ended and its summary; while it runs, a heartbeat
+  (the time, by the database's clock, and the figures so far).
+
+On a PostgreSQL ledger shared by several runs, a run claims a source before it hashes or fetches
+it, and a content before it uploads it (`claimed_by`, `claimed_until`); a claim lasts `lease`
+seconds unless the run's heartbeat renews it, so the claims of a run that died expire and other
+runs take the work over. `origin` says which folder or manifest a source came from, so a run
+takes over only work from the sources it was given.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -29,7 +37,7 @@ from sqlalchemy import (
 
 # The newest migration in migrations/versions/. A ledger at this revision is opened without
 # loading Alembic at all (a test keeps this in step with the migrations).
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData()
 
@@ -39,7 +47,7 @@ contents = Table(
     Column("id", Integer, primary_key=True),
     Column("sha256", Text, nullable=False),
     Column("purpose", Text, nullable=False),
-    Column("size", Integer),
+    Column("size", BigInteger),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("retryable", Integer, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -50,8 +58,11 @@ contents = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("done_at", Float),
+    Column("claimed_by", Integer),  # the run uploading it (a fleet's ledger), until...
+    Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
     UniqueConstraint("sha256", "purpose", name="uq_contents_sha256_purpose"),
     Index("ix_contents_status", "status"),
+    Index("ix_contents_claimed_by", "claimed_by"),
 )
 
 sources = Table(
@@ -64,8 +75,8 @@ sources = Table(
     Column("kind", Text, nullable=False),
     Column("path", Text),
     Column("filename", Text),
-    Column("size", Integer),
-    Column("mtime_ns", Integer),
+    Column("size", BigInteger),
+    Column("mtime_ns", BigInteger),
     Column("sha256", Text),
     Column("content_id", Integer, ForeignKey("contents.id", name="fk_sources_content_id")),
     Column("status", Text, nullable=False, server_default="ok"),
@@ -77,9 +88,14 @@ sources = Table(
     Column("run_id", Integer),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("origin", Text),  # the folder or manifest it was found in (absolute path)
+    Column("claimed_by", Integer),  # the run hashing or fetching it (a fleet's ledger), until...
+    Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
     UniqueConstraint("source", "purpose", name="uq_sources_source_purpose"),
     Index("ix_sources_content_id", "content_id"),
     Index("ix_sources_status", "status"),
+    Index("ix_sources_claimed_by", "claimed_by"),
+    Index("ix_sources_origin", "origin"),
 )
 
 runs = Table(
@@ -93,5 +109,7 @@ runs = Table(
     Column("command", Text, nullable=False),
     Column("status", Text, nullable=False, server_default="running"),
     Column("exit_code", Integer),
-    Column("summary", Text),
+    Column("summary", Text),  # its figures: at the end, and so far while it runs (heartbeats)
+    Column("heartbeat_at", Float),  # by the database's clock; a run is live while this is fresh
+    Column("lease", Float),  # seconds its claims last without a heartbeat
 )

@@ -9,6 +9,7 @@ differ only in the engine set-up below and the upsert statement (`dialect_insert
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 import json
@@ -16,13 +17,26 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, func, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from pipeline.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
 from pipeline.states import ContentStatus, RunStatus, SourceStatus
@@ -74,6 +88,8 @@ class SourceFacts:
     line: int | None = None
     external_id: str | None = None
     extra: Mapping[str, str] | None = None
+    origin: str | None = None
+    replaces_no_purpose: bool = False  # an earlier run recorded it with no purpose: drop that
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:
@@ -96,6 +112,9 @@ def _sqlite_begin(conn: Any) -> None:
 
 def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEngine:
     """The engine for a ledger; `checking` for one that may not be ours yet (no WAL switch)."""
+    if location.dialect == "postgresql":
+        # A server restarted under a run leaves dead connections in the pool: test each one.
+        return create_async_engine(location.url, pool_pre_ping=True)
     engine = create_async_engine(location.url)
     if location.dialect == "sqlite":
         connect = functools.partial(_sqlite_connect, wal=not checking)
@@ -121,6 +140,22 @@ async def schema_revision(location: Location) -> str | None:
         return None
     finally:
         await engine.dispose()
+
+
+def db_epoch(dialect: str) -> ColumnElement[float]:
+    """The database's clock, in epoch seconds (several hosts' clocks need not agree)."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return cast((func.julianday("now") - 2440587.5) * 86400.0, Float)
+
+
+def live_runs(now: ColumnElement[float]) -> ColumnElement[bool]:
+    """Runs still going: marked running, with a heartbeat younger than their lease."""
+    return and_(
+        runs.c.status == RunStatus.RUNNING,
+        runs.c.heartbeat_at.is_not(None),
+        runs.c.heartbeat_at + func.coalesce(runs.c.lease, 60.0) >= now,
+    )
 
 
 def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
@@ -164,7 +199,7 @@ class Ledger:
 
     # --- runs -------------------------------------------------------------------------------
 
-    async def start_run(self, *, pid: int, host: str, command: str) -> int:
+    async def start_run(self, *, pid: int, host: str, command: str, lease: float = 60.0) -> int:
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 runs.insert().values(
@@ -173,6 +208,8 @@ class Ledger:
                     host=host,
                     command=command,
                     status=RunStatus.RUNNING,
+                    heartbeat_at=db_epoch(self.dialect),
+                    lease=lease,
                 )
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
@@ -193,14 +230,24 @@ class Ledger:
             )
 
     async def close_abandoned_runs(self) -> int:
-        """Runs still marked running once we hold the ledger died without finishing."""
+        """Runs that died without finishing, marked so. On SQLite, every run still marked
+        running once we hold the ledger; on a shared ledger, those whose heartbeat stopped."""
+        ended = runs.c.status == RunStatus.RUNNING
+        if self.dialect == "postgresql":
+            ended = and_(ended, ~live_runs(db_epoch(self.dialect)))
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                update(runs)
-                .where(runs.c.status == RunStatus.RUNNING)
-                .values(status=RunStatus.CRASHED)
-            )
+            result = await conn.execute(update(runs).where(ended).values(status=RunStatus.CRASHED))
             return int(result.rowcount or 0)
+
+    async def running(self) -> tuple[float, list[RowMapping]]:
+        """(the database's time now, the runs marked running): live ones and lost ones, told
+        apart by their heartbeat."""
+        async with self.engine.connect() as conn:
+            now = await conn.scalar(select(db_epoch(self.dialect)))
+            result = await conn.execute(
+                select(runs).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.id)
+            )
+            return float(now or 0.0), list(result.mappings())
 
     async def last_runs(self, limit: int = 5) -> list[RowMapping]:
         async with self.engine.connect() as conn:
@@ -220,6 +267,29 @@ class Ledger:
                 for source, purpose, *state in result:
                     found[(source, purpose)] = SourceState(*state)  # the query's column order
         return found
+
+    async def states_patiently(
+        self, keys: Iterable[str], *, patience: float
+    ) -> dict[tuple[str, str], SourceState]:
+        """`states`, waiting (up to `patience` seconds) for a server that restarts."""
+        wanted = list(keys)
+        started, delay = time.monotonic(), 0.1
+        while True:
+            try:
+                return await self.states(wanted)
+            except DBAPIError as exc:
+                lost = exc.connection_invalidated or isinstance(exc.orig, OSError)
+                if not lost:
+                    raise LedgerWriteError(
+                        f"ledger {self.location} cannot be read: {exc.orig}"
+                    ) from exc
+                if time.monotonic() - started > patience:
+                    raise LedgerUnreachable(
+                        f"ledger {self.location} has been out of reach for {patience:.0f} s: "
+                        f"{exc.orig}"
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
 
     async def content_status_of(self, sha256: str, purpose: str) -> str | None:
         """Status of these bytes for this purpose, None if never seen. Reads only."""

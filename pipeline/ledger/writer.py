@@ -25,38 +25,31 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pipeline.errors import LedgerWriteError
-from pipeline.ledger.models import contents, sources
-from pipeline.ledger.store import Clock, SourceFacts, dialect_insert
+from pipeline.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.ledger.claims import Claims
+from pipeline.ledger.statements import Link, Statements
+from pipeline.ledger.store import Clock, SourceFacts
 from pipeline.model import UploadResult
-from pipeline.states import ContentStatus, SourceStatus
+from pipeline.states import SourceStatus
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 WATCH_EVERY = 1.0  # seconds between looks at the ledger file's identity
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Link:
-    """A source's content, after linking: its id and what the ledger says of it."""
-
-    content_id: int
-    status: str  # ContentStatus
-    retryable: bool
 
 
 @dataclasses.dataclass(slots=True)
 class _Op:
-    kind: str  # "source" | "link" | "leave" | "reset" | "attempt" | "done" | "failed" | "flush"
+    kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
     params: dict[str, Any]
     future: asyncio.Future[Any] | None = None
+    work: Callable[[AsyncConnection], Awaitable[Any]] | None = None
 
 
 class Writer:
@@ -69,8 +62,10 @@ class Writer:
         clock: Clock,
         run_id: int,
         watch: Path | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self._engine = engine
+        self.claims = claims  # a shared (PostgreSQL) ledger: claims with leases
         # An SQLite file removed or replaced under a running process takes every later write
         # into a file nobody will open again, without an error: look at the path now and then.
         self._watch = watch
@@ -79,13 +74,16 @@ class Writer:
         self._dialect = dialect
         self._shown = shown
         self._clock = clock
-        self._run_id = run_id
+        self.run_id = run_id
         self._ops: list[_Op] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._conn: AsyncConnection | None = None
         self.failure: LedgerWriteError | None = None
+        self.patience = 600.0  # seconds a briefly failing database is waited for
+        self.unreachable_since: float | None = None
         self.on_failure: Callable[[LedgerWriteError], None] = lambda _: None
-        self._statements = _Statements(dialect)
+        self._statements = Statements(dialect, claims)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Writer]:
@@ -99,6 +97,9 @@ class Writer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            if self._conn is not None:
+                with contextlib.suppress(DBAPIError):
+                    await self._conn.close()
 
     # --- what callers queue -------------------------------------------------------------------
 
@@ -128,9 +129,20 @@ class Writer:
         params = {"b_source": source, "b_purpose": purpose, "error": reason}
         self._submit(_Op("leave", params | {"updated_at": self._clock()}))
 
-    def reset(self, content_id: int) -> None:
-        """A failed content about to be tried again starts from pending."""
+    async def reset(self, content_id: int) -> bool:
+        """A failed content about to be tried again starts from pending; False when another
+        run (on a shared ledger) got to it first."""
+        if self.claims is not None:
+            claims = self.claims
+            return await self.call(lambda conn: claims.reset(conn, content_id))
         self._submit(_Op("reset", {"c_id": content_id, "updated_at": self._clock()}))
+        return True
+
+    async def call(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run `work` inside the next commit (before the other changes queued with it), and
+        return what it returns: for the claims of a shared ledger."""
+        result: T = await self._wait(_Op("call", {}, work=work))
+        return result
 
     def attempt(self, content_id: int) -> None:
         """Count an attempt before its request is sent. Fire and forget."""
@@ -183,7 +195,7 @@ class Writer:
             self._wake.clear()
             batch, self._ops = self._ops, []
             try:
-                results = await self._commit(batch)
+                results = await self._commit_patiently(batch)
                 self._look_at_file()
             except (DBAPIError, _FileGone) as exc:
                 self._fail(batch, exc)
@@ -193,8 +205,36 @@ class Writer:
                     op.future.set_result(result)
 
     async def _commit(self, batch: Sequence[_Op]) -> list[Any]:
-        async with self._engine.begin() as conn:
-            return await self._statements.apply(conn, batch)
+        """One transaction on the writer's own connection (no pool checkout per commit); a
+        connection the server dropped is replaced."""
+        if self._conn is None or self._conn.invalidated or self._conn.closed:
+            self._conn = await self._engine.connect()
+        async with self._conn.begin():
+            return await self._statements.apply(self._conn, batch)
+
+    async def _commit_patiently(self, batch: Sequence[_Op]) -> list[Any]:
+        """Commit, trying again while the database is only briefly in the way: a deadlock
+        with another run (one of the two is rolled back whole), or a server restarting or
+        out of reach, for up to `patience` seconds. Every change is safe to apply again."""
+        started, delay = time.monotonic(), 0.05
+        while True:
+            try:
+                return await self._commit(batch)
+            except DBAPIError as exc:
+                waited = time.monotonic() - started
+                if not passing(exc) or waited > self.patience:
+                    if passing(exc):
+                        self.unreachable_since = started
+                    raise
+                if delay >= 1:
+                    log.warning("ledger %s: %s; trying again", self._shown, _os_reason(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    @property
+    def watching(self) -> bool:
+        """The ledger is a file on this host (SQLite)."""
+        return self._watch is not None
 
     def _look_at_file(self) -> None:
         now = time.monotonic()
@@ -206,7 +246,12 @@ class Writer:
 
     def _fail(self, batch: Sequence[_Op], exc: DBAPIError | _FileGone) -> None:
         reason = _os_reason(exc) if isinstance(exc, DBAPIError) else str(exc)
-        self.failure = LedgerWriteError(f"ledger {self._shown} cannot be written: {reason}")
+        if self.unreachable_since is not None:
+            self.failure = LedgerUnreachable(
+                f"ledger {self._shown} has been out of reach for {self.patience:.0f} s: {reason}"
+            )
+        else:
+            self.failure = LedgerWriteError(f"ledger {self._shown} cannot be written: {reason}")
         log.error("%s", self.failure)
         for op in [*batch, *self._ops]:
             if op.future is not None and not op.future.done():
@@ -237,13 +282,17 @@ class Writer:
             "line": facts.line,
             "external_id": facts.external_id,
             "extra": extra,
+            "origin": facts.origin,
             "status": status,
             "retryable": int(retryable),
             "error": error,
             "content_id": content_id,
-            "run_id": self._run_id,
+            "run_id": self.run_id,
             "created_at": now,
             "updated_at": now,
+            "claimed_by": None,  # recorded: whatever claim this run held on it is done with
+            "claimed_until": None,
+            "c_replaces_no_purpose": facts.replaces_no_purpose,
         }
 
 
@@ -261,122 +310,19 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+# PostgreSQL states that pass: a deadlock or serialization failure (the transaction was rolled
+# back whole), a lock not available, the server shutting down or not yet accepting connections.
+PASSING_STATES = frozenset({"40P01", "40001", "55P03", "57P01", "57P02", "57P03"})
+
+
+def passing(exc: DBAPIError) -> bool:
+    """Whether trying the same transaction again can succeed."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    lost = exc.connection_invalidated or isinstance(exc.orig, OSError | ConnectionError)
+    return lost or state in PASSING_STATES or state.startswith("08")
+
+
 def _os_reason(exc: DBAPIError) -> str:
     """The database's own words ("database or disk is full", "attempt to write a readonly
     database", "disk I/O error"), without SQLAlchemy's wrapping."""
     return str(exc.orig).strip() or type(exc.orig).__name__
-
-
-_SOURCE_COLUMNS = (
-    "kind",
-    "written",
-    "path",
-    "filename",
-    "size",
-    "mtime_ns",
-    "sha256",
-    "line",
-    "external_id",
-    "extra",
-    "status",
-    "retryable",
-    "error",
-    "content_id",
-    "run_id",
-    "updated_at",
-)
-
-
-class _Statements:
-    """The statements of one commit, each run once per batch with all its rows."""
-
-    def __init__(self, dialect: str) -> None:
-        upsert = dialect_insert(dialect, sources)
-        self.source_upsert = upsert.on_conflict_do_update(
-            index_elements=["source", "purpose"],
-            set_={name: upsert.excluded[name] for name in _SOURCE_COLUMNS},
-        )
-        self.drop_no_purpose = delete(sources).where(
-            sources.c.source == bindparam("b_source"), sources.c.purpose == ""
-        )
-        self.content_insert = dialect_insert(dialect, contents).on_conflict_do_nothing(
-            index_elements=["sha256", "purpose"]
-        )
-        self.content_lookup = select(
-            contents.c.sha256, contents.c.purpose, contents.c.id, contents.c.status,
-            contents.c.retryable,
-        ).where(contents.c.sha256.in_(bindparam("shas", expanding=True)))  # fmt: skip
-        by_id = contents.c.id == bindparam("c_id")
-        self.reset = update(contents).where(by_id).values(status=ContentStatus.PENDING, retryable=0)
-        self.attempt = update(contents).where(by_id).values(attempts=contents.c.attempts + 1)
-        self.done = (
-            update(contents).where(by_id).values(status=ContentStatus.DONE, error=None, retryable=0)
-        )
-        self.failed = update(contents).where(by_id).values(status=ContentStatus.FAILED)
-        self.leave = (
-            update(sources)
-            .where(sources.c.source == bindparam("b_source"))
-            .where(sources.c.purpose == bindparam("b_purpose"))
-            .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None)
-        )
-
-    async def apply(self, conn: AsyncConnection, batch: Sequence[_Op]) -> list[Any]:
-        links = await self._links(conn, [op for op in batch if op.kind == "link"])
-        for op in batch:
-            if op.kind == "link":
-                op.params["content_id"] = links[
-                    (op.params["c_sha256"], op.params["purpose"])
-                ].content_id
-        await self._many(
-            conn,
-            self.source_upsert,
-            [o.params for o in batch if o.kind in ("source", "link")],
-            strip=True,
-        )
-        named = [
-            {"b_source": o.params["source"]}
-            for o in batch
-            if o.kind in ("source", "link") and o.params["purpose"]
-        ]
-        await self._many(conn, self.drop_no_purpose, named)
-        for kind in ("reset", "attempt", "done", "failed", "leave"):
-            await self._many(conn, getattr(self, kind), [o.params for o in batch if o.kind == kind])
-        return [
-            links[(o.params["c_sha256"], o.params["purpose"])] if o.kind == "link" else None
-            for o in batch
-        ]
-
-    async def _links(
-        self, conn: AsyncConnection, ops: Sequence[_Op]
-    ) -> dict[tuple[str, str], Link]:
-        if not ops:
-            return {}
-        rows = [
-            {
-                "sha256": o.params["c_sha256"],
-                "purpose": o.params["purpose"],
-                "size": o.params["c_size"],
-                "status": ContentStatus.PENDING,
-                "attempts": 0,
-                "created_at": o.params["created_at"],
-                "updated_at": o.params["updated_at"],
-            }
-            for o in ops
-        ]
-        await conn.execute(self.content_insert, rows)
-        shas = sorted({r["sha256"] for r in rows})
-        found = await conn.execute(self.content_lookup, {"shas": shas})
-        return {
-            (sha, purpose): Link(cid, status, bool(retry))
-            for sha, purpose, cid, status, retry in found
-        }
-
-    @staticmethod
-    async def _many(
-        conn: AsyncConnection, statement: Any, rows: list[dict[str, Any]], *, strip: bool = False
-    ) -> None:
-        if not rows:
-            return
-        if strip:
-            rows = [{k: v for k, v in r.items() if not k.startswith("c_")} for r in rows]
-        await conn.execute(statement, rows)

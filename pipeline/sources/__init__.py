@@ -7,6 +7,7 @@ row) travels on the entry as `error` so that the runner records it like any othe
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
@@ -45,6 +46,7 @@ class Entry:
     error: str | None = None
     size: int | None = None
     mtime_ns: int | None = None
+    origin: str | None = None  # the folder or manifest it was found in (absolute)
 
     @property
     def kind(self) -> str:
@@ -98,13 +100,16 @@ async def iter_batches(
     from pipeline.sources.manifest import read_manifest
 
     for source in sources:
+        origin = os.path.abspath(source.path)
         if source.is_manifest:
             rows = read_manifest(source.path, purpose=purpose, encoding=encoding)
-            async for batch in _batched(rows):
-                yield batch
+            batches = _batched(rows)
         else:
-            async for batch in walk_folder(source.path, purpose=purpose, stats=stats):
-                yield batch
+            batches = walk_folder(source.path, purpose=purpose, stats=stats)
+        async for batch in batches:
+            for entry in batch:
+                entry.origin = origin
+            yield batch
 
 
 async def _batched(entries: AsyncIterator[Entry], size: int = 500) -> AsyncIterator[list[Entry]]:

@@ -1,0 +1,170 @@
+"""Claims with leases: how several runs share one PostgreSQL ledger without a coordinator.
+
+    a run claims a source before it hashes or fetches it, and a content before it uploads it:
+        claimed_by = its run id, claimed_until = now + lease   (now: the database's clock)
+    a claim is taken only if it is free: nobody's, its own, or expired;
+    the run's heartbeat renews all its claims every lease / 4 seconds, and records its figures;
+    done or failed clears the content's claim; linking clears the source's;
+    a run that dies stops renewing: its claims expire, and a live run takes the work over
+    (`take_over`: SELECT ... FOR UPDATE SKIP LOCKED, as PostgreSQL job queues do).
+
+Every statement is a short transaction of the writer's (nothing is held across an upload or a
+download); the database's row locks serialise two runs claiming the same row, and the loser sees
+the winner's claim. The clock is the database's, so the hosts' clocks may disagree freely.
+On SQLite (one run per ledger, held by a file lock) none of this is used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pipeline.ledger.models import contents, runs, sources
+from pipeline.ledger.store import db_epoch, dialect_insert, live_runs
+from pipeline.states import ContentStatus, SourceStatus
+
+
+@dataclasses.dataclass(frozen=True)
+class Claims:
+    dialect: str
+    run_id: int
+    lease: float
+
+    @property
+    def now(self) -> ColumnElement[float]:
+        return db_epoch(self.dialect)
+
+    @property
+    def until(self) -> ColumnElement[float]:
+        return self.now + literal(self.lease)
+
+    def _free(self, table: Any) -> ColumnElement[bool]:
+        """Claimable by this run: nobody's, already its own, or expired."""
+        return or_(self._unheld(table), table.c.claimed_by == self.run_id)
+
+    def _unheld(self, table: Any) -> ColumnElement[bool]:
+        """Held by no live run: nobody's, or expired (a live run's claims never expire)."""
+        return or_(table.c.claimed_by.is_(None), table.c.claimed_until < self.now)
+
+    async def sources(
+        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
+    ) -> set[tuple[str, str]]:
+        """Claim these sources (inserting the new ones); the (source, purpose) keys now ours."""
+        if not rows:
+            return set()
+        claimed = [r | {"claimed_by": self.run_id, "claimed_until": self.until} for r in rows]
+        insert = dialect_insert(self.dialect, sources).values(claimed)
+        statement = insert.on_conflict_do_update(
+            index_elements=["source", "purpose"],
+            set_={"claimed_by": self.run_id, "claimed_until": self.until},
+            where=self._free(sources),
+        ).returning(sources.c.source, sources.c.purpose)
+        return {(row[0], row[1]) for row in await conn.execute(statement)}
+
+    async def contents(self, conn: AsyncConnection, ids: Iterable[int]) -> set[int]:
+        """Claim these contents for upload where they are pending and free; the ids now ours."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return set()
+        statement = (
+            update(contents)
+            .where(contents.c.id.in_(wanted), contents.c.status == ContentStatus.PENDING)
+            .where(self._free(contents))
+            .values(claimed_by=self.run_id, claimed_until=self.until)
+            .returning(contents.c.id)
+        )
+        return {row[0] for row in await conn.execute(statement)}
+
+    async def reset(self, conn: AsyncConnection, content_id: int) -> bool:
+        """A failed content tried again: pending and ours, unless another run got there first."""
+        statement = (
+            update(contents)
+            .where(contents.c.id == content_id, contents.c.status == ContentStatus.FAILED)
+            .where(self._free(contents))
+            .values(
+                status=ContentStatus.PENDING,
+                retryable=0,
+                claimed_by=self.run_id,
+                claimed_until=self.until,
+            )
+            .returning(contents.c.id)
+        )
+        return (await conn.execute(statement)).first() is not None
+
+    async def heartbeat(self, conn: AsyncConnection, summary: str) -> int:
+        """Renew every claim of ours, say we are alive (with our figures so far); return how
+        many runs are live on this ledger, this one included."""
+        await conn.execute(
+            update(runs)
+            .where(runs.c.id == self.run_id)
+            .values(heartbeat_at=self.now, lease=self.lease, summary=summary)
+        )
+        for table in (sources, contents):
+            await conn.execute(
+                update(table)
+                .where(table.c.claimed_by == self.run_id)
+                .values(claimed_until=self.until)
+            )
+        live = select(func.count()).select_from(runs).where(live_runs(self.now))
+        return int(await conn.scalar(live) or 1)
+
+    async def release(self, conn: AsyncConnection) -> None:
+        """This run is ending: its claims are free at once, not only when they expire."""
+        for table in (sources, contents):
+            await conn.execute(
+                update(table)
+                .where(table.c.claimed_by == self.run_id)
+                .values(claimed_by=None, claimed_until=None)
+            )
+
+    async def take_over(
+        self, conn: AsyncConnection, origins: Sequence[str], skip: Iterable[int], limit: int
+    ) -> list[Row[Any]]:
+        """Claim pending sources from these origins that nobody live holds (their run died,
+        or they were never finished): the rows, to be prepared again."""
+        chosen = (
+            select(sources.c.id)
+            .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+            .where(_pending_in(origins), self._unheld(sources), self._unheld_content())
+            .where(sources.c.id.not_in(list(skip)))
+            .order_by(sources.c.id)
+            .limit(limit)
+            .with_for_update(of=sources, skip_locked=True)
+        )
+        statement = (
+            update(sources)
+            .where(sources.c.id.in_(chosen.scalar_subquery()))
+            .values(claimed_by=self.run_id, claimed_until=self.until)
+            .returning(*sources.c)
+        )
+        return list(await conn.execute(statement))
+
+    def _unheld_content(self) -> ColumnElement[bool]:
+        return or_(contents.c.id.is_(None), self._unheld(contents))
+
+    async def held_elsewhere(self, conn: AsyncConnection, origins: Sequence[str]) -> int:
+        """Pending sources from these origins that another live run holds (or whose content
+        it is uploading): work that may yet come back to us if that run dies."""
+        other = and_(sources.c.claimed_by != self.run_id, sources.c.claimed_until >= self.now)
+        other_content = and_(
+            contents.c.claimed_by != self.run_id, contents.c.claimed_until >= self.now
+        )
+        statement = (
+            select(func.count())
+            .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+            .where(_pending_in(origins), or_(other, other_content))
+        )
+        return int(await conn.scalar(statement) or 0)
+
+
+def _pending_in(origins: Sequence[str]) -> ColumnElement[bool]:
+    return and_(
+        sources.c.origin.in_(list(origins)),
+        sources.c.status == SourceStatus.OK,
+        or_(contents.c.id.is_(None), contents.c.status == ContentStatus.PENDING),
+    )

@@ -1,0 +1,173 @@
+"""The statements of one commit of the ledger's writer: each kind of change runs once per batch
+with all its rows, in a fixed order of kinds, and of rows within a kind.
+
+Rows are sorted by their key: two runs writing the same rows (on a shared ledger) then lock them
+in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. A link
+gets or creates its content and reads it back (INSERT ... ON CONFLICT ... RETURNING would do it
+in one, but SQLAlchemy compiles an executemany RETURNING afresh each time,
+which costs more than a second, cached, statement).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from pipeline.ledger.claims import Claims
+from pipeline.ledger.models import contents, sources
+from pipeline.ledger.store import dialect_insert
+from pipeline.states import ContentStatus, SourceStatus
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Link:
+    """A source's content, after linking: its id and what the ledger says of it. `claimed` is
+    False when another live run holds it (on a shared ledger): that run is uploading it."""
+
+    content_id: int
+    status: str  # ContentStatus
+    retryable: bool
+    claimed: bool = True
+
+
+class Op(Protocol):
+    kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
+    params: dict[str, Any]
+    work: Callable[[AsyncConnection], Awaitable[Any]] | None
+
+
+SOURCE_COLUMNS = (
+    "kind",
+    "written",
+    "path",
+    "filename",
+    "size",
+    "mtime_ns",
+    "sha256",
+    "line",
+    "external_id",
+    "extra",
+    "origin",
+    "status",
+    "retryable",
+    "error",
+    "content_id",
+    "run_id",
+    "updated_at",
+    "claimed_by",
+    "claimed_until",
+)
+_WRITTEN = ("source", "purpose", "created_at", *SOURCE_COLUMNS)  # what a source upsert writes
+_SIMPLE = ("reset", "attempt", "done", "failed", "leave")  # one UPDATE each, in this order
+
+
+class Statements:
+    def __init__(self, dialect: str, claims: Claims | None) -> None:
+        self.dialect = dialect
+        self.claims = claims
+        upsert = dialect_insert(dialect, sources)
+        self.source_upsert = upsert.on_conflict_do_update(
+            index_elements=["source", "purpose"],
+            set_={name: upsert.excluded[name] for name in SOURCE_COLUMNS},
+        )
+        self.drop_no_purpose = delete(sources).where(
+            sources.c.source == bindparam("b_source"), sources.c.purpose == ""
+        )
+        # Get or create, then read back: two statements, both compiled once and cached (an
+        # executemany INSERT ... RETURNING is compiled again at every call).
+        self.content_insert = dialect_insert(dialect, contents).on_conflict_do_nothing(
+            index_elements=["sha256", "purpose"]
+        )
+        self.content_lookup = select(
+            contents.c.sha256, contents.c.purpose, contents.c.id, contents.c.status,
+            contents.c.retryable,
+        ).where(contents.c.sha256.in_(bindparam("shas", expanding=True)))  # fmt: skip
+        by_id = contents.c.id == bindparam("c_id")
+        settled = {"claimed_by": None, "claimed_until": None}
+        self.simple = {
+            "reset": update(contents)
+            .where(by_id)
+            .values(status=ContentStatus.PENDING, retryable=0),
+            "attempt": update(contents).where(by_id).values(attempts=contents.c.attempts + 1),
+            "done": update(contents)
+            .where(by_id)
+            .values(status=ContentStatus.DONE, error=None, retryable=0, **settled),
+            "failed": update(contents).where(by_id).values(status=ContentStatus.FAILED, **settled),
+            "leave": update(sources)
+            .where(sources.c.source == bindparam("b_source"))
+            .where(sources.c.purpose == bindparam("b_purpose"))
+            .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None),
+        }
+
+    async def apply(self, conn: AsyncConnection, batch: Sequence[Op]) -> list[Any]:
+        """Apply a batch in one transaction (the caller's); each op's result, in order."""
+        called = {id(op): await op.work(conn) for op in batch if op.work is not None}
+        links = await self._links(conn, [op for op in batch if op.kind == "link"])
+        for op in batch:
+            if op.kind == "link":
+                key = (op.params["c_sha256"], op.params["purpose"])
+                op.params["content_id"] = links[key].content_id
+        recorded = [o.params for o in batch if o.kind in ("source", "link")]
+        upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
+        await _many(conn, self.source_upsert, [{k: p[k] for k in _WRITTEN} for p in upserts])
+        named = [{"b_source": p["source"]} for p in upserts if p.get("c_replaces_no_purpose")]
+        await _many(conn, self.drop_no_purpose, named)
+        for kind in _SIMPLE:
+            rows = sorted((o.params for o in batch if o.kind == kind), key=_row_key)
+            await _many(conn, self.simple[kind], rows)
+        return [_result(o, links, called) for o in batch]
+
+    async def _links(self, conn: AsyncConnection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
+        """Get or create each content, and read it back."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for op in ops:
+            p = op.params
+            rows[(p["c_sha256"], p["purpose"])] = {
+                "sha256": p["c_sha256"],
+                "purpose": p["purpose"],
+                "size": p["c_size"],
+                "status": ContentStatus.PENDING,
+                "attempts": 0,
+                "created_at": p["created_at"],
+                "updated_at": p["updated_at"],
+            }
+        if not rows:
+            return {}
+        await conn.execute(self.content_insert, [rows[key] for key in sorted(rows)])
+        shas = sorted({sha for sha, _ in rows})
+        found = [
+            row
+            for row in await conn.execute(self.content_lookup, {"shas": shas})
+            if (row[0], row[1]) in rows
+        ]
+        ours = await self._claim_pending(conn, found)
+        return {
+            (sha, purpose): Link(cid, status, bool(retry), claimed=ours is None or cid in ours)
+            for sha, purpose, cid, status, retry in found
+        }
+
+    async def _claim_pending(self, conn: AsyncConnection, found: Sequence[Any]) -> set[int] | None:
+        """On a shared ledger, claim the pending contents just linked; None: no claims here."""
+        if self.claims is None:
+            return None
+        pending = [row[2] for row in found if row[3] == ContentStatus.PENDING]
+        return await self.claims.contents(conn, pending)
+
+
+async def _many(conn: AsyncConnection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(statement, rows)
+
+
+def _row_key(params: dict[str, Any]) -> tuple[int, str, str]:
+    return (params.get("c_id", 0), params.get("b_source", ""), params.get("b_purpose", ""))
+
+
+def _result(op: Op, links: dict[tuple[str, str], Link], called: dict[int, Any]) -> Any:
+    if op.kind == "link":
+        return links[(op.params["c_sha256"], op.params["purpose"])]
+    return called.get(id(op))
