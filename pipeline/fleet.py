@@ -118,18 +118,13 @@ class Fleet:
             held = await self.writer.call(lambda conn: claims.held_elsewhere(conn, origins))
             if not held:
                 return
-            await _nap(stop, min(self.lease / 4, POLL))
+            await stop.nap(min(self.lease / 4, POLL))
 
 
 async def _plain_heartbeat(conn: Any, run_id: int, summary: str) -> None:
     await conn.execute(
         update(runs).where(runs.c.id == run_id).values(heartbeat_at=time.time(), summary=summary)
     )
-
-
-async def _nap(stop: Stop, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.event.wait(), timeout=seconds)
 
 
 def entry_from_row(row: Any) -> Entry:

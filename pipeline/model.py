@@ -7,17 +7,26 @@ It sits below the steps, the runner and the fetcher (it imports only `body`, `pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pipeline.body import Body
 from pipeline.probe import AudioInfo
 from pipeline.states import StopReason
 
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """The run stopped before a step finished (the step was cancelled)."""
+
 
 class Stop:
-    """The run's stop request: the first reason given wins."""
+    """The run's stop request: the first reason given wins. Steps that may wait long (a queue,
+    a backoff, a service that is down) wait through `first` or `nap`, so they end with it."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
@@ -31,6 +40,32 @@ class Stop:
     @property
     def requested(self) -> bool:
         return self.event.is_set()
+
+    async def first(self, step: Awaitable[T]) -> T:
+        """`step`'s result, unless the run stops first: then `step` is cancelled and Stopped
+        raised. A step that finished is returned even if the stop came too."""
+        if self.requested:
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise Stopped()
+        task = asyncio.ensure_future(step)
+        stopping = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise Stopped()
+        return task.result()
+
+    async def nap(self, seconds: float) -> bool:
+        """Sleep for `seconds`, or less if the run stops; True when it stopped."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout=seconds)
+        return self.requested
 
 
 @dataclasses.dataclass(frozen=True)

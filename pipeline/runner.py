@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from pipeline.model import Job, Stop
+from pipeline.model import Job, Stop, Stopped
 from pipeline.prepare import Preparer, Work
 from pipeline.sources import Entry
 
@@ -161,28 +161,16 @@ class Runner:
 
     # --- 4. queues that give way to a stop -------------------------------------------------------
 
-    async def _until_stop(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
-        """Run `step` until it completes or the run stops; the task if it completed."""
-        task = asyncio.create_task(step)
-        stopping = asyncio.create_task(self.stop.event.wait())
-        try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-            if not task.done():
-                task.cancel()
-        return task if task.done() and not task.cancelled() else None
-
     async def _get(self, queue: asyncio.Queue[Any]) -> Any:
         """The next item, or _DONE as soon as the run is stopping (idle workers end at once)."""
         if self.stop.requested:
             return _DONE
         if not queue.empty():
             return queue.get_nowait()
-        got = await self._until_stop(queue.get())
-        if got is None:
+        try:
+            item = await self.stop.first(queue.get())
+        except Stopped:
             return _DONE
-        item = got.result()
         if item is _DONE or not self.stop.requested:
             return item
         if isinstance(item, Job):
@@ -196,4 +184,8 @@ class Runner:
         if not queue.full():
             queue.put_nowait(item)
             return True
-        return await self._until_stop(queue.put(item)) is not None
+        try:
+            await self.stop.first(queue.put(item))
+        except Stopped:
+            return False
+        return True

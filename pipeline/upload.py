@@ -19,11 +19,10 @@ asks for that itself).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from pipeline.breaker import Breaker, BreakerState, ServiceDown
@@ -36,7 +35,7 @@ from pipeline.errors import (
     TransientError,
 )
 from pipeline.ledger.writer import Writer
-from pipeline.model import Job, Stop, Uploader, UploadResult
+from pipeline.model import Job, Stop, Stopped, Uploader, UploadResult
 from pipeline.report import Tally, reason_key
 from pipeline.retry import RetryPolicy, next_wait
 from pipeline.states import StopReason
@@ -53,11 +52,6 @@ class _GaveUp(Exception):
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
-
-
-class _Stopped(Exception):
-    """Raised instead of an attempt or a backoff when the run is stopping: the entry stays
-    pending for the next run."""
 
 
 class Sender:
@@ -92,7 +86,7 @@ class Sender:
         except _GaveUp as gave_up:
             await self._record_failure(job, gave_up.error, gave_up.attempts)
             return
-        except (_Stopped, LedgerWriteError):
+        except (Stopped, LedgerWriteError):
             return
         except ServiceDown as exc:
             self.outage = self.outage or exc
@@ -134,7 +128,7 @@ class Sender:
         """One attempt, as the retry policy counts them: requests lost to a service that is
         down are sent again (after the breaker lets them) without counting."""
         while True:
-            probe = await self._until_stop(self.breaker.admit())
+            probe = await self.stop.first(self.breaker.admit())
             try:
                 return await self._request(job)
             except TransientError as exc:
@@ -148,7 +142,7 @@ class Sender:
         signal: Signal | None = None
         try:
             if self.stop.requested:
-                raise _Stopped()  # not on the wire yet: it stays pending for the next run
+                raise Stopped()  # not on the wire yet: it stays pending for the next run
             self.writer.attempt(job.content_id)
             result = await self._send(job)
             signal = Signal.OK
@@ -183,23 +177,6 @@ class Sender:
         finally:
             self.tally.in_flight -= 1
             self.tally.sending.pop(job.content_id, None)
-
-    async def _until_stop(self, step: Awaitable[T]) -> T:
-        """`step`, unless the run stops first: then _Stopped (the entry stays pending)."""
-        if self.stop.requested:
-            raise _Stopped()
-        task = asyncio.ensure_future(step)
-        stopping = asyncio.ensure_future(self.stop.event.wait())
-        try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            raise _Stopped()
-        return task.result()
 
     async def _record_failure(self, job: Job, exc: Exception, attempts: int) -> None:
         where = f"{job.source} ({job.purpose})"
@@ -237,8 +214,5 @@ class Sender:
         )
 
     async def _backoff(self, seconds: float) -> None:
-        if self.stop.requested:
-            raise _Stopped()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.event.wait(), timeout=seconds)
-            raise _Stopped()
+        if self.stop.requested or await self.stop.nap(seconds):
+            raise Stopped()  # the entry stays pending for the next run

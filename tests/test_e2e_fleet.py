@@ -10,30 +10,24 @@ import collections
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from pipeline.samples import write_wav
 from tests.conftest import (
     SandboxServer,
-    cli_env,
     export,
     run_cli,
+    song_catalogue,
+    start_cli,
     start_sandbox,
     stop_sandbox,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def catalogue(root: Path, count: int) -> Path:
-    for i in range(count):
-        write_wav(root / "song" / f"d{i // 40}" / f"t{i:04d}.wav", 10.5, seed=i, rate=2000)
-    return root
 
 
 def uploads(server: SandboxServer) -> collections.Counter[str]:
@@ -41,14 +35,7 @@ def uploads(server: SandboxServer) -> collections.Counter[str]:
 
 
 def start_run(tmp_path: Path, db: str, url: str, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "cat", "--db", db, "--api-url", url, *extra],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(tmp_path, "run", "cat", "--db", db, "--api-url", url, *extra)
 
 
 @pytest.fixture
@@ -61,7 +48,7 @@ def slow_sandbox(tmp_path: Path) -> SandboxServer:
 def test_a_run_and_a_rerun_on_each_backend(
     tmp_path: Path, ledger_url: str, sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat", 12)
+    song_catalogue(tmp_path / "cat", 12)
     first = run_cli("run", "cat", "--db", ledger_url, "--api-url", sandbox.url, cwd=tmp_path)
     assert first.code == 0, first.stderr
     again = run_cli("run", "cat", "--db", ledger_url, "--api-url", sandbox.url, cwd=tmp_path)
@@ -74,7 +61,7 @@ def test_a_run_and_a_rerun_on_each_backend(
 def test_three_runs_on_one_catalogue_share_the_work_and_send_each_content_once(
     tmp_path: Path, pg_url: str, slow_sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat", 150)
+    song_catalogue(tmp_path / "cat", 150)
     assert run_cli("db", "upgrade", "--db", pg_url, cwd=tmp_path).code == 0
     runs = [start_run(tmp_path, pg_url, slow_sandbox.url, "--concurrency", "4") for _ in range(3)]
     outputs = [run.communicate(timeout=120) for run in runs]
@@ -89,13 +76,11 @@ def test_three_runs_on_one_catalogue_share_the_work_and_send_each_content_once(
 def test_a_run_killed_mid_way_is_taken_over_by_the_runs_still_going(
     tmp_path: Path, pg_url: str, slow_sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat", 160)
+    song_catalogue(tmp_path / "cat", 160)
     assert run_cli("db", "upgrade", "--db", pg_url, cwd=tmp_path).code == 0
     lease = ("--lease", "3", "--concurrency", "4")
     runs = [start_run(tmp_path, pg_url, slow_sandbox.url, *lease) for _ in range(3)]
-    deadline = time.monotonic() + 60
-    while len(slow_sandbox.requests()) < 50 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(slow_sandbox.requests()) >= 50)
     runs[0].send_signal(signal.SIGKILL)
     runs[0].communicate()
     killed_at = time.monotonic()
@@ -114,12 +99,10 @@ def test_a_run_killed_mid_way_is_taken_over_by_the_runs_still_going(
 def test_status_shows_the_live_runs_and_marks_a_lost_one(
     tmp_path: Path, pg_url: str, slow_sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat", 80)
+    song_catalogue(tmp_path / "cat", 80)
     assert run_cli("db", "upgrade", "--db", pg_url, cwd=tmp_path).code == 0
     run = start_run(tmp_path, pg_url, slow_sandbox.url, "--lease", "2", "--concurrency", "2")
-    deadline = time.monotonic() + 60
-    while len(slow_sandbox.requests()) < 10 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(slow_sandbox.requests()) >= 10)
     live = json.loads(run_cli("status", "--json", "--db", pg_url, cwd=tmp_path).stdout)
     (going,) = live["running"]
     assert going["live"] and going["pid"] == run.pid
@@ -134,11 +117,9 @@ def test_a_dropped_database_connection_is_survived(
     tmp_path: Path, pg_url: str, slow_sandbox: SandboxServer
 ) -> None:
     """What a run sees when PostgreSQL restarts: its connections cut under it."""
-    catalogue(tmp_path / "cat", 60)
+    song_catalogue(tmp_path / "cat", 60)
     run = start_run(tmp_path, pg_url, slow_sandbox.url, "--concurrency", "4")
-    deadline = time.monotonic() + 60
-    while len(slow_sandbox.requests()) < 15 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(slow_sandbox.requests()) >= 15)
     database = pg_url.rsplit("/", 1)[1]
 
     async def cut() -> None:
@@ -163,7 +144,7 @@ def test_a_dropped_database_connection_is_survived(
 def test_the_metrics_file_has_the_run_s_figures(tmp_path: Path, sandbox: SandboxServer) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    catalogue(tmp_path / "cat", 5)
+    song_catalogue(tmp_path / "cat", 5)
     (tmp_path / "cat" / "song" / "bad.wav").write_bytes(b"not audio")
     metrics = tmp_path / "ingest.prom"
     args = ("run", "cat", "--api-url", sandbox.url, "--metrics-file", str(metrics))

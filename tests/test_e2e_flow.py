@@ -8,31 +8,25 @@ and one that goes away and comes back. Figures come from the sandbox's own log o
 from __future__ import annotations
 
 import collections
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from pipeline.samples import write_wav
 from tests.conftest import (
     SandboxServer,
     cli_env,
     export,
+    free_port,
     run_cli,
+    song_catalogue,
+    start_cli,
     start_sandbox,
     stop_sandbox,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
-
-
-def catalogue(root: Path, count: int) -> Path:
-    for i in range(count):
-        write_wav(root / "song" / f"d{i // 50}" / f"t{i:04d}.wav", 10.5, seed=i, rate=2000)
-    return root
 
 
 def ok_per_content(server: SandboxServer) -> collections.Counter[str]:
@@ -63,7 +57,7 @@ def run_seconds(stdout: str) -> float:
 def test_random_slow_downs_do_not_collapse_the_pace(
     tmp_path: Path, servers: list[SandboxServer]
 ) -> None:
-    catalogue(tmp_path / "cat", 120)
+    song_catalogue(tmp_path / "cat", 120)
     clean = start_sandbox(tmp_path, "--latency", "0.01")
     servers.append(clean)
     args = ("--concurrency", "16", "--max-attempts", "12")
@@ -92,7 +86,7 @@ def test_random_slow_downs_do_not_collapse_the_pace(
 def test_a_real_rate_limit_is_found_and_held_with_few_refusals(
     tmp_path: Path, servers: list[SandboxServer]
 ) -> None:
-    catalogue(tmp_path / "cat", 130)
+    song_catalogue(tmp_path / "cat", 130)
     limited = start_sandbox(tmp_path, "--max-rps", "10", "--retry-after", "1")
     servers.append(limited)
     result = run_cli(
@@ -111,7 +105,7 @@ def test_a_real_rate_limit_is_found_and_held_with_few_refusals(
 def test_a_limit_on_requests_open_is_found_and_held(
     tmp_path: Path, servers: list[SandboxServer]
 ) -> None:
-    catalogue(tmp_path / "cat", 120)
+    song_catalogue(tmp_path / "cat", 120)
     narrow = start_sandbox(tmp_path, "--max-in-flight", "4", "--latency", "0.2")
     servers.append(narrow)
     result = run_cli(
@@ -127,14 +121,8 @@ def test_a_limit_on_requests_open_is_found_and_held(
     assert len(accepted) / span >= 0.8 * 4 / 0.25, (len(accepted), span)  # 4 open, ~0.25 s each
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_service_that_is_not_there_ends_the_run_within_max_outage(tmp_path: Path) -> None:
-    catalogue(tmp_path / "cat", 300)
+    song_catalogue(tmp_path / "cat", 300)
     url = f"http://127.0.0.1:{free_port()}/v2/generate/audio/minimax/upload"
     started = time.monotonic()
     result = run_cli("run", "cat", "--api-url", url, "--max-outage", "5", cwd=tmp_path)
@@ -149,21 +137,12 @@ def test_a_service_that_is_not_there_ends_the_run_within_max_outage(tmp_path: Pa
 
 
 def test_a_service_that_goes_away_and_comes_back_loses_nothing(tmp_path: Path) -> None:
-    catalogue(tmp_path / "cat", 150)
+    song_catalogue(tmp_path / "cat", 150)
     port = free_port()
     url = f"http://127.0.0.1:{port}/v2/generate/audio/minimax/upload"
     first = start_sandbox(tmp_path, "--port", str(port), "--latency", "0.05")
-    run = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "cat", "--api-url", url, "--concurrency", "4"],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(first.requests()) < 30 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    run = start_cli(tmp_path, "run", "cat", "--api-url", url, "--concurrency", "4")
+    wait_until(lambda: len(first.requests()) >= 30)
     stop_sandbox(first)  # the service goes away...
     time.sleep(8)
     second = start_sandbox(tmp_path, "--port", str(port))  # ...and comes back

@@ -21,17 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.samples import write_wav
-from tests.conftest import SandboxServer, cli_env, export, run_cli
+from tests.conftest import (
+    SandboxServer,
+    cli_env,
+    export,
+    run_cli,
+    song_catalogue,
+    start_cli,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 FILES = 240
-
-
-def catalogue(root: Path) -> Path:
-    for i in range(FILES):
-        write_wav(root / "song" / f"d{i // 60}" / f"t{i:04d}.wav", 10.5, seed=i, rate=2000)
-    return root
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def assert_resumes(tmp_path: Path, db: Path, sandbox: SandboxServer) -> None:
 def test_a_full_filesystem_stops_the_run_and_the_next_run_resumes(
     tmp_path: Path, sandbox: SandboxServer, small_fs: Path
 ) -> None:
-    catalogue(tmp_path / "cat")
+    song_catalogue(tmp_path / "cat", FILES)
     db = small_fs / "ingest.db"
     assert run_cli("db", "upgrade", "--db", str(db), cwd=tmp_path).code == 0
     filler = small_fs / "filler"
@@ -105,7 +106,7 @@ def test_a_file_size_limit_stops_the_run_and_the_next_run_resumes(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
     """The same failure without privileges: writes past RLIMIT_FSIZE fail like a full disk."""
-    catalogue(tmp_path / "cat")
+    song_catalogue(tmp_path / "cat", FILES)
     db = tmp_path / "ingest.db"
     assert run_cli("db", "upgrade", "--db", str(db), cwd=tmp_path).code == 0
     limit = db.stat().st_size + 48 * 1024
@@ -122,19 +123,10 @@ def test_a_file_size_limit_stops_the_run_and_the_next_run_resumes(
 def test_a_ledger_removed_mid_run_stops_the_run_instead_of_writing_into_the_void(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat")
+    song_catalogue(tmp_path / "cat", FILES)
     db = tmp_path / "ingest.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "cat", "--db", str(db), "--api-url", sandbox.url],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(sandbox.requests()) < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    proc = start_cli(tmp_path, "run", "cat", "--db", str(db), "--api-url", sandbox.url)
+    wait_until(lambda: len(sandbox.requests()) >= 20)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)  # a clean-up script gone wrong
     started = time.monotonic()

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.ledger.migrate import current, upgrade
-from pipeline.samples import write_wav
-from tests.conftest import SandboxServer, cli_env, export, run_cli
+from tests.conftest import SandboxServer, cli_env, export, run_cli, song_catalogue
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +41,6 @@ print("completed")
 """
 
 
-def catalogue(root: Path) -> Path:
-    for i in range(3):
-        write_wav(root / "song" / f"t{i}.wav", 10.5, seed=i, rate=2000)
-    return root
-
-
 def assert_next_run_finishes(tmp_path: Path, sandbox: SandboxServer) -> None:
     result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
     assert result.code == 0, result.stderr
@@ -59,7 +52,7 @@ def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger
 ) -> None:
     """After each death, what the next run does first (check and upgrade the ledger) must
     succeed; one full run at the end proves the ledger works."""
-    catalogue(tmp_path / "cat")
+    song_catalogue(tmp_path / "cat", 3)
     statement, died = 0, 0
     head = asyncio.run(current(str(tmp_path / "probe.db")))[1]
     while True:
@@ -85,7 +78,7 @@ def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger
 def test_kill_9_at_increasing_delays_during_start_up_never_bricks_the_ledger(
     tmp_path: Path, sandbox: SandboxServer
 ) -> None:
-    catalogue(tmp_path / "cat")
+    song_catalogue(tmp_path / "cat", 3)
     for delay in (0.2, 0.45, 0.7, 0.95, 1.3):
         (tmp_path / "ingest.db").unlink(missing_ok=True)
         proc = subprocess.Popen(

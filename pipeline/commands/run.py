@@ -327,9 +327,7 @@ def policy_from(settings: Settings) -> RetryPolicy:
 
 def _fetcher(settings: Settings, session: aiohttp.ClientSession, stop: Stop) -> HttpFetcher:
     async def sleep(seconds: float) -> None:
-        # Backoff between download attempts ends early when the run is stopping.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.event.wait(), timeout=seconds)
+        await stop.nap(seconds)  # backoff between download attempts ends with the run
 
     return HttpFetcher(
         session,
