@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 
 from pipeline.api import build_form
 from pipeline.body import Body
+from pipeline.ledger.store import EXPORT_COLUMNS
 from pipeline.names import is_plain, path_bytes, source_key, wire_filename
-from pipeline.report import export_line
+from pipeline.report import Exporter
 from tests.multipart_readers import read_upload, serialised
 
 FAST = settings(
@@ -198,8 +199,9 @@ def test_a_name_on_disk_keys_the_ledger_and_comes_back_as_its_exact_bytes(
 def test_an_exported_key_is_one_utf8_line_that_reads_back_to_the_key(raw: bytes) -> None:
     key = source_key(os.fsdecode(b"/catalogue/" + raw))
     record = {"source": key, "purpose": "song", "status": "done", "kind": "file"}
-    as_jsonl = export_line(record, "jsonl", [])
-    as_csv = export_line(record, "csv", [])
+    row = [record.get(column) for column in EXPORT_COLUMNS]
+    as_jsonl = Exporter("jsonl", EXPORT_COLUMNS, []).text([row]).removesuffix("\n")
+    as_csv = Exporter("csv", EXPORT_COLUMNS, []).text([row]).removesuffix("\n")
     for line in (as_jsonl, as_csv):
         line.encode("utf-8")
         assert "\n" not in line and "\r" not in line

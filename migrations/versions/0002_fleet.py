@@ -1,4 +1,4 @@
-"""fleet: claims with leases, heartbeats, where each source came from
+"""fleet: claims with leases, heartbeats, where each source came from; each source's content status
 
 Revision ID: 0002
 Revises: 0001
@@ -6,7 +6,9 @@ Create Date: 2026-11-27
 
 Adds nullable columns and indexes only (and, on PostgreSQL, widens sizes and mtimes to 64 bits):
 a ledger written by the previous release upgrades in place, every row and id kept, and nothing
-about a row's state changes (no claims, no origin).
+about a row's state changes (no claims, no origin). `sources.content_status` repeats the status
+of the source's content, filled in here from `contents`, so that `status` counts a million
+sources from one table instead of a million-row join.
 """
 
 from __future__ import annotations
@@ -33,9 +35,22 @@ def upgrade() -> None:
         op.add_column(table, sa.Column("claimed_until", sa.Float))
         op.create_index(f"ix_{table}_claimed_by", table, ["claimed_by"])
     op.create_index("ix_sources_origin", "sources", ["origin"])
+    op.add_column("sources", sa.Column("content_status", sa.Text))
+    op.execute(
+        "UPDATE sources SET content_status = "
+        "(SELECT contents.status FROM contents WHERE contents.id = sources.content_id) "
+        "WHERE content_id IS NOT NULL"
+    )
+    # Counts by status read this index alone, in order; it takes over from the one on status.
+    op.create_index("ix_sources_state", "sources", ["status", "content_status", "purpose"])
+    op.drop_index("ix_sources_status", "sources")
 
 
 def downgrade() -> None:
+    op.create_index("ix_sources_status", "sources", ["status"])
+    op.drop_index("ix_sources_state", "sources")
+    with op.batch_alter_table("sources") as batch:
+        batch.drop_column("content_status")
     op.drop_index("ix_sources_origin", "sources")
     for table in ("sources", "contents"):
         op.drop_index(f"ix_{table}_claimed_by", table)

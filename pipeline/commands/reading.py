@@ -17,9 +17,9 @@ from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.files import check_file
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.store import EXPORT_COLUMNS, Ledger
 from pipeline.outcome import Exit
-from pipeline.report import export_header, export_line, render_status, status_data
+from pipeline.report import Exporter, render_status, status_data
 
 
 def _require_existing(location: Location) -> None:
@@ -68,20 +68,16 @@ async def export(
         raise UsageError(f"{output} exists; pass --force to replace it")
     ledger = await _open_existing(settings)
     try:
-        extra_columns: list[str] = []
-        if fmt == "csv":
-            keys: dict[str, None] = {}
-            async for record in ledger.export_rows(status):
-                keys.update(dict.fromkeys(record["extra"]))
-            extra_columns = list(keys)
+        extra_columns = await ledger.extra_columns() if fmt == "csv" else []
         end = "\r\n" if excel else "\n"
+        exporter = Exporter(fmt, EXPORT_COLUMNS, extra_columns, end=end)
         with _writer(output) as out:
             if excel:
                 out.write("\ufeff")  # the byte-order mark that makes Excel read UTF-8
-            if fmt == "csv":
-                out.write(export_header(extra_columns) + end)
-            async for record in ledger.export_rows(status):
-                out.write(export_line(record, fmt, extra_columns) + end)
+            out.write(exporter.header())
+            fast = fmt == "jsonl" and await ledger.export_json_lines(out.write, status, end=end)
+            if not fast:
+                await ledger.export_to(lambda batch: out.write(exporter.text(batch)), status)
     finally:
         await ledger.close()
     return Exit.OK

@@ -94,7 +94,14 @@ class Claims:
             )
             .returning(contents.c.id)
         )
-        return (await conn.execute(statement)).first() is not None
+        if (await conn.execute(statement)).first() is None:
+            return False
+        await conn.execute(
+            update(sources)
+            .where(sources.c.content_id == content_id)
+            .values(content_status=ContentStatus.PENDING)
+        )
+        return True
 
     async def heartbeat(self, conn: AsyncConnection, summary: str) -> int:
         """Renew every claim of ours, say we are alive (with our figures so far); return how

@@ -79,6 +79,9 @@ sources = Table(
     Column("mtime_ns", BigInteger),
     Column("sha256", Text),
     Column("content_id", Integer, ForeignKey("contents.id", name="fk_sources_content_id")),
+    # The status of that content, repeated here by every write that changes it, so that counts
+    # by status read one table (on a million sources, a join costs seconds).
+    Column("content_status", Text),
     Column("status", Text, nullable=False, server_default="ok"),
     Column("retryable", Integer, nullable=False, server_default="0"),
     Column("error", Text),
@@ -93,7 +96,7 @@ sources = Table(
     Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
     UniqueConstraint("source", "purpose", name="uq_sources_source_purpose"),
     Index("ix_sources_content_id", "content_id"),
-    Index("ix_sources_status", "status"),
+    Index("ix_sources_state", "status", "content_status", "purpose"),
     Index("ix_sources_claimed_by", "claimed_by"),
     Index("ix_sources_origin", "origin"),
 )

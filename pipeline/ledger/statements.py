@@ -56,6 +56,7 @@ SOURCE_COLUMNS = (
     "retryable",
     "error",
     "content_id",
+    "content_status",
     "run_id",
     "updated_at",
     "claimed_by",
@@ -63,6 +64,11 @@ SOURCE_COLUMNS = (
 )
 _WRITTEN = ("source", "purpose", "created_at", *SOURCE_COLUMNS)  # what a source upsert writes
 _SIMPLE = ("reset", "attempt", "done", "failed", "leave")  # one UPDATE each, in this order
+_MIRRORED = {
+    "reset": ContentStatus.PENDING,
+    "done": ContentStatus.DONE,
+    "failed": ContentStatus.FAILED,
+}
 
 
 class Statements:
@@ -88,6 +94,11 @@ class Statements:
         ).where(contents.c.sha256.in_(bindparam("shas", expanding=True)))  # fmt: skip
         by_id = contents.c.id == bindparam("c_id")
         settled = {"claimed_by": None, "claimed_until": None}
+        self.mirror = (
+            update(sources)
+            .where(sources.c.content_id == bindparam("c_id"))
+            .values(content_status=bindparam("m_status"))
+        )
         self.simple = {
             "reset": update(contents)
             .where(by_id)
@@ -109,8 +120,8 @@ class Statements:
         links = await self._links(conn, [op for op in batch if op.kind == "link"])
         for op in batch:
             if op.kind == "link":
-                key = (op.params["c_sha256"], op.params["purpose"])
-                op.params["content_id"] = links[key].content_id
+                link = links[(op.params["c_sha256"], op.params["purpose"])]
+                op.params.update(content_id=link.content_id, content_status=link.status)
         recorded = [o.params for o in batch if o.kind in ("source", "link")]
         upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
         await _many(conn, self.source_upsert, [{k: p[k] for k in _WRITTEN} for p in upserts])
@@ -119,6 +130,9 @@ class Statements:
         for kind in _SIMPLE:
             rows = sorted((o.params for o in batch if o.kind == kind), key=_row_key)
             await _many(conn, self.simple[kind], rows)
+            if kind in _MIRRORED and rows:
+                mirrored = [{"c_id": r["c_id"], "m_status": _MIRRORED[kind]} for r in rows]
+                await _many(conn, self.mirror, mirrored)
         return [_result(o, links, called) for o in batch]
 
     async def _links(self, conn: AsyncConnection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:

@@ -287,6 +287,7 @@ class Writer:
             "retryable": int(retryable),
             "error": error,
             "content_id": content_id,
+            "content_status": None,  # a link fills it in from the content
             "run_id": self.run_id,
             "created_at": now,
             "updated_at": now,
