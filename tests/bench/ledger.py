@@ -1,0 +1,220 @@
+"""Ledger and manifest rows.
+
+- start-up: `ingest --help` and `ingest status` on an empty ledger, by hyperfine (a loop of runs
+  when hyperfine cannot be had);
+- a 1,000,000-entry ledger (see `bigledger.py`): `ingest status` time and `ingest export` (JSON
+  lines to /dev/null) rows per second, interleaved;
+- a 1,000,000-row manifest, run against that ledger: peak RSS;
+- a manifest naming the same file on many rows (each with its own external_id, so each row is
+  its own record): how many times ingest reads the whole file, counted from outside with strace.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from pipeline.samples import write_noise_wav
+from tests.bench import bigledger, references
+from tests.bench.context import Context
+from tests.bench.harness import (
+    INGEST,
+    ingest_env,
+    ingest_run,
+    interleaved,
+    measure,
+    median,
+    scaled,
+    summary_count,
+)
+from tests.bench.table import Goal, line, section, skipped
+from tests.fileserver import FileServer
+
+NEW_ROWS = 1000  # manifest rows not in the ledger yet: fetched and uploaded for real
+
+
+def startup(ctx: Context) -> list[Goal]:
+    section("start-up")
+    empty = ctx.ledger("empty")
+    measure([INGEST, "db", "upgrade", "--db", str(empty)], env=ingest_env())
+    commands = {"ingest --help": [INGEST, "--help"]}
+    commands["ingest status (empty ledger)"] = [INGEST, "status", "--db", str(empty)]
+    times = _hyperfine(ctx, commands) if not references.tool("hyperfine") else None
+    if times is None:
+        line(f"hyperfine: {references.tool('hyperfine')}; timing a loop of runs instead")
+        loops = interleaved({n: (lambda _, a=a: measure(a)) for n, a in commands.items()}, 10)
+        times = {name: median(runs) for name, runs in loops.items()}
+    goals = []
+    for name, seconds in times.items():
+        line(f"{name:<30}{seconds * 1000:8.0f} ms (median)")
+        goals.append(Goal(name, f"{seconds:.3f} s", "-", "-", "< 0.3 s", seconds < 0.3))
+    return goals
+
+
+def _hyperfine(ctx: Context, commands: dict[str, list[str]]) -> dict[str, float]:
+    out = ctx.work / "hyperfine.json"
+    argv = ["hyperfine", "-N", "--warmup", "2", "--runs", str(scaled(20, 5)), "--style", "none"]
+    argv += ["--export-json", str(out)]
+    for name, command in commands.items():
+        argv += ["-n", name, " ".join(command)]
+    subprocess.run(argv, env=ingest_env(), check=True, capture_output=True)
+    results = json.loads(out.read_text())["results"]
+    return {r["command"]: float(r["median"]) for r in results}
+
+
+def million(ctx: Context) -> list[Goal]:
+    total = scaled(1_000_000, 100_000)
+    section(f"a ledger of {total:,} entries; a manifest of {total:,} rows")
+    served = ctx.work / "served"
+    served.mkdir()
+    for i, source in enumerate(ctx.pool[: NEW_ROWS + 1]):
+        (served / (f"new{i:07d}.wav" if i < NEW_ROWS else "seed.wav")).hardlink_to(source)
+    with FileServer(served) as files:
+        db = _build(ctx, files.base, total)
+        goals = _status_export(db, total)
+        goals.append(_manifest(ctx, db, files.base, total))
+    return goals
+
+
+def _build(ctx: Context, base: str, total: int) -> Path:
+    sandbox = ctx.sandbox(0.0)
+    seed = bigledger.write_manifest(
+        ctx.work / "seed.csv",
+        iter([(f"{base}/files/seed.wav", "song", ""), (f"{base}/missing", "song", "")]),
+    )
+    db = ctx.ledger("million")
+    argv = [INGEST, "run", "--manifest", str(seed), "--db", str(db), "--api-url", sandbox.url]
+    sample = measure(argv, env=ingest_env(), check=False)
+    if sample.code != 1:  # 1: a row failed (the missing one), as it should
+        raise RuntimeError(f"the seed run exited {sample.code}: {sample.stdout}")
+    added = bigledger.fill(db, base, total)
+    line(f"built: ingest made the schema and 2 rows; {added:,} rows bulk-inserted beside them")
+    return db
+
+
+def _status_export(db: Path, total: int) -> list[Goal]:
+    results = interleaved(
+        {
+            "status": lambda _: measure([INGEST, "status", "--db", str(db)], env=ingest_env()),
+            "export": lambda _: measure(
+                [INGEST, "export", "--db", str(db)], env=ingest_env(), keep_stdout=False
+            ),
+        }
+    )
+    status, export = median(results["status"]), median(results["export"])
+    rate = total / export
+    line(f"status {status:.2f} s; export {export:.2f} s = {rate:,.0f} rows/s")
+    line(
+        f"peak RSS: status {median(results['status'], 'rss_mb'):.1f} MB, "
+        f"export {median(results['export'], 'rss_mb'):.1f} MB"
+    )
+    return [
+        Goal(
+            f"ingest status, {total:,}-entry ledger",
+            f"{status:.2f} s",
+            "-",
+            "-",
+            "< 2 s",
+            status < 2,
+        ),
+        Goal(
+            f"ingest export, {total:,}-entry ledger",
+            f"{rate:,.0f} rows/s",
+            f"{export:.1f} s",
+            "-",
+            ">= 100,000 rows/s",
+            rate >= 100_000,
+        ),
+    ]
+
+
+def _manifest(ctx: Context, db: Path, base: str, total: int) -> Goal:
+    old = total - NEW_ROWS
+    rows = [(bigledger.url(base, i), "song", "") for i in range(old)]
+    rows += [(f"{base}/files/new{i:07d}.wav", "song", "") for i in range(NEW_ROWS)]
+    manifest = bigledger.write_manifest(ctx.work / "million.csv", iter(rows))
+    del rows
+    sandbox = ctx.sandbox(0.0)
+    sample = ingest_run(
+        "--manifest",
+        str(manifest),
+        "--db",
+        str(db),
+        "--api-url",
+        sandbox.url,
+        "--concurrency",
+        "16",
+        sandbox=sandbox,
+    )
+    uploaded, skipped_done = (
+        summary_count(sample, "uploaded"),
+        summary_count(sample, "skipped, done"),
+    )
+    line(
+        f"manifest run: {sample.seconds:.1f} s ({total / sample.seconds:,.0f} rows/s), "
+        f"uploaded {uploaded}, skipped as done {skipped_done:,}, peak RSS {sample.rss_mb:.1f} MB"
+    )
+    return Goal(
+        f"{total:,}-row manifest ({NEW_ROWS:,} new, rest done)",
+        f"{sample.rss_mb:.1f} MB",
+        "-",
+        "-",
+        "< 150 MB peak RSS",
+        sample.rss_mb < 150,
+    )
+
+
+def hashed_once(ctx: Context) -> list[Goal]:
+    rows = scaled(2000, 500)
+    work = f"manifest naming one file on {rows:,} rows"
+    section(work)
+    goal = "hashed once per run"
+    why = references.tool("strace")
+    if why:
+        line(f"skipped: {why}")
+        return [skipped(work, goal, why)]
+    same = write_noise_wav(ctx.work / "same" / "same.wav", 100, seed=424242)  # 200 KB
+    manifest = bigledger.write_manifest(
+        ctx.work / "same" / "same.csv", iter([("same.wav", "song", f"e{i}") for i in range(rows)])
+    )
+    sandbox = ctx.sandbox(0.0)
+    before = len(sandbox.requests())
+    trace = ctx.work / "same" / "strace.txt"
+    argv = ["strace", "-f", "-qq", "-y", "-e", "trace=openat,read,pread64", "-o", str(trace)]
+    argv += [INGEST, "run", "--manifest", str(manifest), "--db", str(ctx.ledger("same"))]
+    argv += ["--api-url", sandbox.url, "--log-level", "error"]
+    measure(argv, env=ingest_env())
+    uploads = len(sandbox.requests()) - before
+    opens, reads, whole = _file_io(trace, same)
+    size = same.stat().st_size
+    line(
+        f"{rows:,} rows: the file was opened {opens:,} times, read whole {whole:,} times "
+        f"({reads / size:,.1f}x its size in all); the sandbox got {uploads} upload(s)"
+    )
+    return [
+        Goal(
+            work,
+            f"read whole {whole:,} times",
+            f"{uploads} upload(s) received",
+            "-",
+            goal,
+            whole == 1,
+        )
+    ]
+
+
+def _file_io(trace: Path, path: Path) -> tuple[int, int, int]:
+    """(opens, bytes read, reads of the whole file at once) of `path` in an strace -y log."""
+    name, size = str(path.resolve()), path.stat().st_size
+    opens = reads = whole = 0
+    read = re.compile(r"\b(?:read|pread64)\(\d+<" + re.escape(name) + r">.*\) = (\d+)$")
+    for text in trace.read_text(errors="replace").splitlines():
+        if "openat(" in text and f'"{name}"' in text and "= -1" not in text:
+            opens += 1
+        elif match := read.search(text):
+            got = int(match.group(1))
+            reads += got
+            whole += got == size
+    return opens, reads, whole
