@@ -19,7 +19,6 @@ SECTIONS: list[Section] = [
     ledger.startup,
     throughput.latency_row,
     throughput.floor_row,
-    throughput.concurrency_row,
     catalogue.memory_and_rerun,
     throughput.big_row,
     ledger.million,

@@ -101,7 +101,7 @@ def _rerun_goal(ctx: Context, trees: dict[int, Path], dbs: dict[int, Path]) -> G
     if not references.tool("find"):
         for n, tree in trees.items():
             variants[f"find {n}"] = lambda _, t=tree: references.find_printf(t)
-    results = interleaved(variants, REPEATS + 2)
+    results = interleaved(variants, REPEATS + 2, budget=120)
     for name, runs in results.items():
         line(f"{name:<14}{median(runs):8.3f} s   peak RSS {median(runs, 'rss_mb'):6.1f} MB")
     ours = _per_file_us(results, small, large, "ingest")

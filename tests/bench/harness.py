@@ -22,6 +22,9 @@ from pipeline.sandbox import DEMO_KEY
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "3"))
+# Repetitions asked for by name are all run; by default a comparison stops repeating when the
+# next round would take it past its time budget (ingest on main is slow, the machine is shared).
+BUDGETED = "BENCH_REPEATS" not in os.environ
 INGEST = str(Path(sys.executable).with_name("ingest"))  # the console script users run
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -76,6 +79,27 @@ def measure(
     return Sample(elapsed, cpu, usage.ru_maxrss / 1024, code, stdout, server)
 
 
+def count_lines(argv: Sequence[str], *, env: Mapping[str, str], window: float) -> Sample:
+    """Run `argv` for at most `window` seconds, counting the lines it writes (in `stdout`); it
+    is stopped if still running then (`code` is -15)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    lines = 0
+    os.set_blocking(proc.stdout.fileno(), True)
+    while chunk := proc.stdout.read1(1 << 20):
+        lines += chunk.count(b"\n")
+        if time.perf_counter() - started > window:
+            proc.terminate()
+            break
+    elapsed = time.perf_counter() - started
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    proc.stdout.close()
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(elapsed, cpu, usage.ru_maxrss / 1024, code, str(lines))
+
+
 def ingest_run(*args: str, sandbox: Sandbox | None = None, **env: str) -> Sample:
     """`ingest run ARGS` logging errors only, as a cron job would run it."""
     argv = [INGEST, "run", *args, "--log-level", "error"]
@@ -91,11 +115,24 @@ def summary_count(sample: Sample, label: str) -> int:
 
 
 def interleaved(
-    variants: Mapping[str, Callable[[int], Sample]], repeats: int = REPEATS
+    variants: Mapping[str, Callable[[int], Sample]],
+    repeats: int = REPEATS,
+    *,
+    budget: float | None = None,
 ) -> dict[str, list[Sample]]:
-    """Each variant `repeats` times, in turn: A, B, A, B, ... (the argument is the round)."""
+    """Each variant `repeats` times, in turn: A, B, A, B, ... (the argument is the round). With
+    a `budget` in seconds, no round starts that would likely end past it (one always runs)."""
     results: dict[str, list[Sample]] = {name: [] for name in variants}
+    started = time.monotonic()
     for rep in range(repeats):
+        spent = time.monotonic() - started
+        if rep and BUDGETED and budget is not None and spent * (rep + 1) / rep > budget:
+            print(
+                f"   ({rep} of {repeats} rounds: another would pass this row's {budget:.0f} s "
+                "budget; BENCH_REPEATS=N runs them all)",
+                flush=True,
+            )
+            break
         for name, run in variants.items():
             results[name].append(run(rep))
     return results

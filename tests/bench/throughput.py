@@ -4,8 +4,8 @@
   ideal N x latency / concurrency and `xargs -P 32 curl`;
 - floor: small files, no latency, `--concurrency 64`; against the bare aiohttp loop, with the
   sandbox's own CPU shown (one core at 100% means the sandbox, not the client, sets the pace);
-- big files: 53 MB WAVs, `--concurrency 4`; against `xargs -P 4 curl`;
-- concurrency 1 vs 8 (kept from the first suite), small files, 20 ms latency.
+- big files: 53 MB WAVs, `--concurrency 4`; against `xargs -P 4 curl`; and ingest's peak RSS
+  there beside its peak RSS with small files.
 
 Every ingest repetition starts from a fresh ledger and must upload every file.
 """
@@ -61,7 +61,13 @@ Reference = Callable[[str, Path, int, Sandbox], Sample]
 
 
 def _side_by_side(
-    ctx: Context, tree: Path, sandbox: Sandbox, concurrency: int, reference: Reference
+    ctx: Context,
+    tree: Path,
+    sandbox: Sandbox,
+    concurrency: int,
+    reference: Reference,
+    *,
+    budget: float,
 ) -> tuple[list[Sample], list[Sample]]:
     """Ingest and the reference on the same files, interleaved; the samples of each."""
     listing = data.file_list(tree, ctx.work / f"{tree.name}.list")
@@ -70,7 +76,8 @@ def _side_by_side(
         {
             "ingest": lambda _: _ingest(ctx, tree, sandbox, concurrency, files),
             "reference": lambda _: reference(sandbox.url, listing, concurrency, sandbox),
-        }
+        },
+        budget=budget,
     )
     name = "bare aiohttp" if reference is references.bare_loop else f"xargs -P {concurrency} curl"
     show({"ingest": results["ingest"], name: results["reference"]}, files)
@@ -87,7 +94,9 @@ def latency_row(ctx: Context) -> list[Goal]:
         line(f"skipped the curl reference: {why}")
         return [skipped(work, goal, why)]
     sandbox = ctx.sandbox(latency)
-    runs, refs = _side_by_side(ctx, ctx.tree(files), sandbox, concurrency, references.curl_xargs)
+    runs, refs = _side_by_side(
+        ctx, ctx.tree(files), sandbox, concurrency, references.curl_xargs, budget=150
+    )
     ours, curl = median(runs), median(refs)
     ctx.notes["small files RSS"] = median(runs, "rss_mb")
     ideal = files * latency / concurrency
@@ -110,7 +119,9 @@ def floor_row(ctx: Context) -> list[Goal]:
     work = f"{files:,} small files, no latency, --concurrency {concurrency}"
     section(work)
     sandbox = ctx.sandbox(0.0)
-    runs, refs = _side_by_side(ctx, ctx.tree(files), sandbox, concurrency, references.bare_loop)
+    runs, refs = _side_by_side(
+        ctx, ctx.tree(files), sandbox, concurrency, references.bare_loop, budget=200
+    )
     ours, bare = median(runs), median(refs)
     ratio = speed(bare, ours)
     line(f"ingest reaches {ratio:.2f} of the bare loop's speed")
@@ -136,7 +147,8 @@ def big_row(ctx: Context) -> list[Goal]:
         line(f"skipped the curl reference: {why}")
         return [skipped(work, goal, why)]
     tree = data.big_files(ctx.work / "big", count)
-    runs, refs = _side_by_side(ctx, tree, ctx.sandbox(0.0), concurrency, references.curl_xargs)
+    sandbox = ctx.sandbox(0.0)
+    runs, refs = _side_by_side(ctx, tree, sandbox, concurrency, references.curl_xargs, budget=150)
     ours, curl = median(runs), median(refs)
     ratio = speed(curl, ours)
     line(f"ingest reaches {ratio:.2f} of curl's speed")
@@ -153,29 +165,4 @@ def big_row(ctx: Context) -> list[Goal]:
             "(kept for reference)",
             None,
         ),
-    ]
-
-
-def concurrency_row(ctx: Context) -> list[Goal]:
-    files = scaled(300, 100)
-    work = f"{files} small files, 20 ms latency, --concurrency 1 vs 8"
-    section(work)
-    tree, sandbox = ctx.tree(files), ctx.sandbox(0.02)
-    results = interleaved(
-        {
-            "concurrency 1": lambda _: _ingest(ctx, tree, sandbox, 1, files),
-            "concurrency 8": lambda _: _ingest(ctx, tree, sandbox, 8, files),
-        }
-    )
-    show(results, files)
-    one, eight = median(results["concurrency 1"]), median(results["concurrency 8"])
-    return [
-        Goal(
-            work,
-            f"{one:.2f} s vs {eight:.2f} s",
-            "concurrency 1",
-            f"{one / eight:.2f}x faster",
-            "(kept for reference)",
-            None,
-        )
     ]
