@@ -34,18 +34,20 @@ def main() -> int:
     print(f"ingest benchmarks, {mode}, {REPEATS} repetition(s), {os.cpu_count()} cores, in {work}")
     goals: list[Goal] = []
     try:
-        ctx.tree(scaled(20000, 2000))  # the pool of small files, made once
-        for run in SECTIONS:
-            goals += run(ctx)
+        try:
+            ctx.tree(scaled(20000, 2000))  # the pool of small files, made once
+            for run in SECTIONS:
+                goals += run(ctx)
+        finally:
+            ctx.close()
+        minutes = (time.monotonic() - started) / 60
+        print(
+            f"\n{len(goals)} goals in {minutes:.1f} min; load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+        )
+        print(render(goals), flush=True)
     finally:
-        ctx.close()
         shutil.rmtree(work, ignore_errors=True)
-    load = os.getloadavg()[0]
-    print(
-        f"\n{len(goals)} goals in {(time.monotonic() - started) / 60:.1f} min; "
-        f"load average now {load:.1f} on {os.cpu_count()} cores\n"
-    )
-    print(render(goals))
     return 0
 
 

@@ -4,8 +4,8 @@ in that same shape are bulk-inserted with sqlite3 in one transaction.
 
 The entries are manifest URL rows on a local file server: 99% done with their ids, 1% failed
 for good (a download refused), so `status` has a few error texts to rank. The 1,000,000-row
-manifest section then reuses them: its rows are all but the last thousand of these sources,
-plus a thousand new URLs that are fetched and uploaded for real.
+manifest section then reuses them: its rows are these sources in order, but every 1,000th row
+is a new URL, fetched and uploaded for real.
 """
 
 from __future__ import annotations

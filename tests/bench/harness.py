@@ -1,6 +1,12 @@
 """Measuring one process from outside: wall time, CPU (its own and its reaped children's) and
 peak RSS from `wait4`, and variants run interleaved (A, B, A, B, ...) so a noisy shared machine
 hits each alike. Also the sandbox as a subprocess, whose CPU time is read from /proc.
+
+Every command is started by a small launcher process (`python -S`, about 9 MB), which spawns it
+and reports its `wait4` figures: a child spawned straight from this process would inherit this
+process's own peak RSS into its `ru_maxrss` (the kernel keeps the larger of the two across exec),
+and this process holds a file server and a large pool list. So peak RSS has a floor of about
+9 MB, which only tiny tools like `find` come near.
 """
 
 from __future__ import annotations
@@ -8,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +34,20 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "3"))
 BUDGETED = "BENCH_REPEATS" not in os.environ
 INGEST = str(Path(sys.executable).with_name("ingest"))  # the console script users run
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# Spawns argv[2:], forwards SIGTERM to it, writes its wait4 figures as JSON to argv[1].
+LAUNCHER = """
+import json, os, signal, sys, time
+started = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(sys.argv[1], "w") as out:
+    json.dump([seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss,
+               os.waitstatus_to_exitcode(status)], out)
+"""
 
 
 def scaled(full: int, quick: int) -> int:
@@ -52,6 +73,18 @@ def ingest_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _launch(
+    argv: Sequence[str], env: Mapping[str, str] | None, stdout: Any, stderr: Any, report: Path
+) -> subprocess.Popen[bytes]:
+    launcher = [sys.executable, "-S", "-c", LAUNCHER, str(report), *argv]
+    return subprocess.Popen(launcher, env=env, stdout=stdout, stderr=stderr)
+
+
+def _figures(report: Path, stdout: str, server: float) -> Sample:
+    seconds, cpu, rss_kb, code = json.loads(report.read_text())
+    return Sample(seconds, cpu, rss_kb / 1024, code, stdout, server)
+
+
 def measure(
     argv: Sequence[str],
     *,
@@ -62,42 +95,38 @@ def measure(
 ) -> Sample:
     """Run `argv` to the end; stdout is kept (or sent to /dev/null), stderr shown if it fails."""
     server_before = sandbox.cpu() if sandbox is not None else 0.0
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        sink = out if keep_stdout else subprocess.DEVNULL
-        proc = subprocess.Popen(argv, env=env, stdout=sink, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - started
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "out", "w+b") as out:
+        report, err = Path(tmp) / "report", Path(tmp) / "err"
+        with err.open("wb") as errors:
+            sink = out if keep_stdout else subprocess.DEVNULL
+            _launch(argv, env, sink, errors, report).wait()
         out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if check and code != 0:
-        raise RuntimeError(f"{argv[0]} exited {code}: {stderr.strip()[-2000:]}")
-    cpu = usage.ru_utime + usage.ru_stime
-    server = sandbox.cpu() - server_before if sandbox is not None else 0.0
-    return Sample(elapsed, cpu, usage.ru_maxrss / 1024, code, stdout, server)
+        stdout = out.read().decode(errors="replace")
+        server = sandbox.cpu() - server_before if sandbox is not None else 0.0
+        sample = _figures(report, stdout, server)
+        stderr = err.read_text(errors="replace")
+    if check and sample.code != 0:
+        raise RuntimeError(f"{argv[0]} exited {sample.code}: {stderr.strip()[-2000:]}")
+    return sample
 
 
 def count_lines(argv: Sequence[str], *, env: Mapping[str, str], window: float) -> Sample:
     """Run `argv` for at most `window` seconds, counting the lines it writes (in `stdout`); it
     is stopped if still running then (`code` is -15)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    lines = 0
-    os.set_blocking(proc.stdout.fileno(), True)
-    while chunk := proc.stdout.read1(1 << 20):
-        lines += chunk.count(b"\n")
-        if time.perf_counter() - started > window:
-            proc.terminate()
-            break
-    elapsed = time.perf_counter() - started
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    cpu = usage.ru_utime + usage.ru_stime
-    return Sample(elapsed, cpu, usage.ru_maxrss / 1024, code, str(lines))
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report"
+        started = time.perf_counter()
+        proc = _launch(argv, env, subprocess.PIPE, subprocess.DEVNULL, report)
+        assert proc.stdout is not None
+        lines = 0
+        while chunk := proc.stdout.read1(1 << 20):
+            lines += chunk.count(b"\n")
+            if time.perf_counter() - started > window:
+                proc.send_signal(signal.SIGTERM)
+                break
+        proc.stdout.close()
+        proc.wait()
+        return _figures(report, str(lines), 0.0)
 
 
 def ingest_run(*args: str, sandbox: Sandbox | None = None, **env: str) -> Sample:
