@@ -2,9 +2,10 @@
 
     python -m tests.bench.profiling [OUT]     (default OUT: /tmp/bench-profiles)
 
-For each scenario, `ingest run` is recorded by py-spy (100 samples/s, idle samples dropped, so a
-thread's samples are its busy time) into `OUT/<scenario>.speedscope.json` (open it at
-speedscope.app), then run again in-process under `counting.py` for what sampling cannot count:
+For each scenario, `ingest run` is recorded by py-spy (100 samples/s, only samples holding the
+GIL, so waiting in epoll or on a queue is not counted as work) into
+`OUT/<scenario>.speedscope.json` (open it at speedscope.app), with each thread's CPU time read
+from /proc meanwhile; then run again in-process under `counting.py` for what sampling cannot count:
 thread hops, SQL statements and their latency, log records (`OUT/<scenario>-counts.json`). In the
 no-latency scenario the sandbox is recorded too, to see whether it sets the pace. The summary
 printed (and written to `OUT/summary.md`) gives, for ingest's main thread (the event loop): its
@@ -28,8 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import data
-from tests.bench.harness import INGEST, Sandbox, ingest_env, measure, scaled
+from tests.bench.harness import INGEST, TICKS, Sandbox, ingest_env, measure, scaled
 
+FRIENDLY = {
+    "asyncio": "executor (to_thread: hash, probe, listing)",
+    "": "executor (to_thread: hash, probe, listing)",  # the first one, named late
+    "_connection_worker_thread": "aiosqlite connection",
+}
 PY_SPY = str(Path(sys.executable).with_name("py-spy"))
 RATE = 100
 # Libraries counted anywhere on the main thread's stack ("inclusive"), by a piece of file path.
@@ -58,12 +64,54 @@ def _ensure_py_spy() -> None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
 
 
-def record(out: Path, argv: list[str]) -> float:
-    """py-spy on `argv` to the end; the wall seconds."""
+def record(out: Path, argv: list[str]) -> tuple[float, dict[int, float]]:
+    """py-spy on `argv` to the end: the wall seconds, and CPU seconds by thread id read from
+    /proc while it ran (a thread's last reading counts; one that ends between two readings
+    loses at most the 0.2 s between them)."""
     started = time.perf_counter()
-    cmd = [PY_SPY, "record", "-r", str(RATE), "-f", "speedscope", "-o", str(out), "--", *argv]
-    subprocess.run(cmd, env=ingest_env(), check=True, capture_output=True)
-    return time.perf_counter() - started
+    cmd = [PY_SPY, "record", "-r", str(RATE), "-g", "-f", "speedscope", "-o", str(out), "--"]
+    spy = subprocess.Popen(
+        [*cmd, *argv], env=ingest_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    threads: dict[int, float] = {}
+    while spy.poll() is None:
+        for child in _children(spy.pid):
+            threads.update(_thread_cpu(child))
+        time.sleep(0.2)
+    if spy.returncode != 0:
+        raise RuntimeError(f"py-spy exited {spy.returncode}")
+    return time.perf_counter() - started, threads
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def _thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds so far of each thread of `pid`, by thread id."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return found
+
+
+def _thread_names(profiles: list[dict[str, Any]]) -> dict[int, str]:
+    """Thread id -> name group, from py-spy's profile names (`Thread 123 "asyncio_0"`); the
+    first profile is the main thread."""
+    names = {}
+    for n, profile in enumerate(profiles):
+        tid, _, rest = profile["name"].removeprefix("Thread ").partition(" ")
+        name = rest.strip('"').split(" (")[-1].rstrip(")").rstrip("0123456789_")
+        names[int(tid)] = "main (event loop)" if n == 0 else FRIENDLY.get(name, name)
+    return names
 
 
 def counted(out: Path, args: list[str]) -> None:
@@ -86,23 +134,36 @@ def _module(frame: str) -> str:
     return path.split(":")[0]
 
 
-def analyse(speedscope: Path, wall: float) -> str:
+def analyse(speedscope: Path, wall: float, by_thread: dict[int, float]) -> str:
     doc = json.loads(speedscope.read_text())
     frames, profiles = doc["shared"]["frames"], doc["profiles"]
-    main = max(profiles, key=lambda p: p["name"].endswith('""') or "MainThread" in p["name"])
-    stacks = list(_stacks(main, frames))
-    busy = len(stacks) / RATE
-    lines = [f"wall {wall:.1f} s; event loop (main thread) busy {busy:.1f} s = {busy / wall:.0%}"]
+    main = profiles[0]  # py-spy lists the main thread first
+    stacks = [s for s in _stacks(main, frames) if s]
+    names = _thread_names(profiles)
+    cpu: collections.Counter[str] = collections.Counter()
+    for tid, seconds in by_thread.items():
+        cpu[names.get(tid, "other threads")] += seconds
+    loop = cpu.get("main (event loop)", 0.0)
+    lines = [
+        f"wall {wall:.1f} s; event loop (main thread) CPU {loop:.1f} s = {loop / wall:.0%} "
+        f"of the wall time; {len(stacks) / RATE:.1f} s of it holding the GIL (sampled)"
+    ]
+    lines += ["CPU by thread (from /proc):"]
+    lines += [f"    {n:<36}{s:7.1f} s" for n, s in sorted(cpu.items(), key=lambda kv: -kv[1])]
+    lines.append("shares below: of the main thread's GIL-holding samples")
     lines += _shares("self time by module", (_module(s[-1]) for s in stacks), len(stacks), 12)
     lines += _inclusive(stacks)
     lines += _shares("top functions (self)", (s[-1] for s in stacks), len(stacks), 15)
-    lines.append("other threads (busy seconds):")
-    groups: collections.Counter[str] = collections.Counter()
-    for p in profiles:
-        if p is not main:
-            name = p["name"].split('"')[1] if '"' in p["name"] else p["name"]
-            groups[name.rstrip("0123456789").rstrip("_") or name] += len(p["samples"]) / RATE
-    lines += [f"    {n:<40}{s:7.1f} s" for n, s in groups.most_common(6)]
+    return "\n".join(lines)
+
+
+def _sandbox_summary(speedscope: Path) -> str:
+    doc = json.loads(speedscope.read_text())
+    stacks = [s for s in _stacks(doc["profiles"][0], doc["shared"]["frames"]) if s]
+    lines = _shares(
+        "sandbox, self time by module", (_module(s[-1]) for s in stacks), len(stacks), 6
+    )
+    lines += _shares("sandbox, top functions (self)", (s[-1] for s in stacks), len(stacks), 6)
     return "\n".join(lines)
 
 
@@ -148,14 +209,16 @@ def scenario(
     spied, count_db = [*args, "--db", dbs[0]], [*args, "--db", dbs[1]]
     before = sandbox.cpu() if sandbox is not None else 0.0
     sandbox_spy = _spy_on(sandbox, out / f"sandbox-{name}.speedscope.json") if sandbox else None
-    wall = record(out / f"{name}.speedscope.json", [INGEST, "run", *spied, "--log-level", "error"])
-    report = [f"## {name}: {files:,} files", analyse(out / f"{name}.speedscope.json", wall)]
+    argv = [INGEST, "run", *spied, "--log-level", "error"]
+    wall, cpu = record(out / f"{name}.speedscope.json", argv)
+    report = [f"## {name}: {files:,} files", analyse(out / f"{name}.speedscope.json", wall, cpu)]
     if sandbox is not None:
         server = sandbox.cpu() - before
         report.append(f"sandbox CPU meanwhile: {server:.1f} s = {server / wall:.0%} of one core")
         if sandbox_spy is not None:
             sandbox_spy.send_signal(signal.SIGINT)
             sandbox_spy.wait(timeout=60)
+            report.append(_sandbox_summary(out / f"sandbox-{name}.speedscope.json"))
     counted(out / f"{name}-counts.json", ["run", *count_db])
     report.append(counts_summary(out / f"{name}-counts.json", files))
     return "\n".join(report)
@@ -164,7 +227,7 @@ def scenario(
 def _spy_on(sandbox: Sandbox, out: Path) -> subprocess.Popen[bytes] | None:
     if os.environ.get("BENCH_PROFILE_SANDBOX", "1") == "0":
         return None
-    cmd = [PY_SPY, "record", "-r", str(RATE), "-f", "speedscope", "-o", str(out)]
+    cmd = [PY_SPY, "record", "-r", str(RATE), "-g", "-f", "speedscope", "-o", str(out)]
     cmd += ["--pid", str(sandbox.process.pid)]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
