@@ -8,6 +8,7 @@ size) / the difference in files, for ingest and each reference alike.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from tests.bench import references
@@ -44,7 +45,15 @@ def _first_run(ctx: Context, tree: Path, files: int) -> tuple[Path, Sample]:
     return db, sample
 
 
-def _rerun(tree: Path, db: Path, files: int) -> Sample:
+def _rclone(tree: Path, mirror: Path, config: Path, _round: int) -> Sample:
+    return references.rclone_copy(tree, mirror, config)
+
+
+def _find(tree: Path, _round: int) -> Sample:
+    return references.find_printf(tree)
+
+
+def _rerun(tree: Path, db: Path, files: int, _round: int = 0) -> Sample:
     sample = ingest_run(str(tree), "--db", str(db), "--api-url", "http://127.0.0.1:9/unused")
     if summary_count(sample, "skipped, done") != files:
         raise RuntimeError(f"rerun skipped {summary_count(sample, 'skipped, done')} of {files}")
@@ -88,19 +97,17 @@ def _rerun_goal(ctx: Context, trees: dict[int, Path], dbs: dict[int, Path]) -> G
     small, large = sorted(trees)
     work = f"rerun, unchanged catalogue ({small:,} and {large:,} files)"
     goal = "<= 50 us per file and within 2x of rclone"
-    variants = {f"ingest {n}": (lambda _, n=n: _rerun(trees[n], dbs[n], n)) for n in trees}
+    variants = {f"ingest {n}": functools.partial(_rerun, trees[n], dbs[n], n) for n in trees}
     why = references.tool("rclone")
     if why:
         line(f"skipped the rclone reference: {why}")
     else:
         for n, tree in trees.items():
             mirror, config = _mirror(ctx, tree)
-            variants[f"rclone {n}"] = lambda _, t=tree, m=mirror, c=config: references.rclone_copy(
-                t, m, c
-            )
+            variants[f"rclone {n}"] = functools.partial(_rclone, tree, mirror, config)
     if not references.tool("find"):
         for n, tree in trees.items():
-            variants[f"find {n}"] = lambda _, t=tree: references.find_printf(t)
+            variants[f"find {n}"] = functools.partial(_find, tree)
     results = interleaved(variants, REPEATS + 2, budget=120)
     for name, runs in results.items():
         line(f"{name:<14}{median(runs):8.3f} s   peak RSS {median(runs, 'rss_mb'):6.1f} MB")

@@ -33,8 +33,8 @@ class Counters:
     statement_rows: collections.Counter[str] = dataclasses.field(
         default_factory=collections.Counter
     )
-    statement_seconds: collections.Counter[str] = dataclasses.field(
-        default_factory=collections.Counter
+    statement_seconds: collections.defaultdict[str, float] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(float)
     )
     log_records: int = 0
     started: dict[int, float] = dataclasses.field(default_factory=dict)
@@ -58,11 +58,11 @@ def _patch_executor() -> None:
         COUNT.executor[_caller()] += 1
         return original(self, executor, func, *args)
 
-    asyncio.BaseEventLoop.run_in_executor = run_in_executor  # type: ignore[method-assign]
+    asyncio.BaseEventLoop.run_in_executor = run_in_executor  # type: ignore[method-assign,assignment]
 
 
 def _patch_aiosqlite() -> None:
-    original = aiosqlite.core.Connection._execute
+    original: Any = aiosqlite.core.Connection._execute
 
     async def _execute(self: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         COUNT.aiosqlite_calls += 1

@@ -119,7 +119,7 @@ def count_lines(argv: Sequence[str], *, env: Mapping[str, str], window: float) -
         proc = _launch(argv, env, subprocess.PIPE, subprocess.DEVNULL, report)
         assert proc.stdout is not None
         lines = 0
-        while chunk := proc.stdout.read1(1 << 20):
+        while chunk := os.read(proc.stdout.fileno(), 1 << 20):
             lines += chunk.count(b"\n")
             if time.perf_counter() - started > window:
                 proc.send_signal(signal.SIGTERM)

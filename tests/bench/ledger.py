@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
@@ -23,6 +24,7 @@ from tests.bench import bigledger, references
 from tests.bench.context import Context
 from tests.bench.harness import (
     INGEST,
+    Sample,
     count_lines,
     ingest_env,
     interleaved,
@@ -43,10 +45,9 @@ def startup(ctx: Context) -> list[Goal]:
     measure([INGEST, "db", "upgrade", "--db", str(empty)], env=ingest_env())
     commands = {"ingest --help": [INGEST, "--help"]}
     commands["ingest status (empty ledger)"] = [INGEST, "status", "--db", str(empty)]
-    times = _hyperfine(ctx, commands) if not references.tool("hyperfine") else None
+    times = _hyperfine(ctx, commands)
     if times is None:
-        line(f"hyperfine: {references.tool('hyperfine')}; timing a loop of runs instead")
-        loops = interleaved({n: (lambda _, a=a: measure(a)) for n, a in commands.items()}, 10)
+        loops = interleaved({n: functools.partial(_run, a) for n, a in commands.items()}, 10)
         times = {name: median(runs) for name, runs in loops.items()}
     goals = []
     for name, seconds in times.items():
@@ -55,13 +56,25 @@ def startup(ctx: Context) -> list[Goal]:
     return goals
 
 
-def _hyperfine(ctx: Context, commands: dict[str, list[str]]) -> dict[str, float]:
+def _run(argv: list[str], _round: int) -> Sample:
+    return measure(argv, env=ingest_env())
+
+
+def _hyperfine(ctx: Context, commands: dict[str, list[str]]) -> dict[str, float] | None:
+    """Median seconds by command, or None (said why) when hyperfine cannot be had or fails."""
+    why = references.tool("hyperfine")
+    if why:
+        line(f"skipped hyperfine: {why}; timing a loop of 10 runs instead")
+        return None
     out = ctx.work / "hyperfine.json"
     argv = ["hyperfine", "-N", "--warmup", "1", "--runs", str(scaled(5, 3)), "--style", "none"]
     argv += ["--export-json", str(out)]
     for name, command in commands.items():
         argv += ["-n", name, " ".join(command)]
-    subprocess.run(argv, env=ingest_env(), check=True, capture_output=True)
+    done = subprocess.run(argv, env=ingest_env(), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        line(f"hyperfine failed ({done.stderr.strip()[-200:]}); timing a loop of 10 runs instead")
+        return None
     results = json.loads(out.read_text())["results"]
     return {r["command"]: float(r["median"]) for r in results}
 

@@ -140,7 +140,7 @@ def analyse(speedscope: Path, wall: float, by_thread: dict[int, float]) -> str:
     main = profiles[0]  # py-spy lists the main thread first
     stacks = [s for s in _stacks(main, frames) if s]
     names = _thread_names(profiles)
-    cpu: collections.Counter[str] = collections.Counter()
+    cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
     for tid, seconds in by_thread.items():
         cpu[names.get(tid, "other threads")] += seconds
     loop = cpu.get("main (event loop)", 0.0)
@@ -242,12 +242,14 @@ def main(argv: list[str]) -> int:
         small, large = scaled(2000, 200), scaled(8000, 800)
         pool = data.small_pool(work / "pool", large)
         trees = {n: data.link_tree(pool, work / f"tree-{n}", n) for n in (small, large)}
-        done, db = str(work / "done.db"), lambda name: str(work / f"{name}.db")
+        done = str(work / "done.db")
         latency = [str(trees[small]), "--api-url", slow.url, "--concurrency", "32"]
         floor = [str(trees[large]), "--api-url", fast.url, "--concurrency", "64"]
         reports = [
-            scenario(out, "latency", small, latency, (db("a"), db("b")), slow),
-            scenario(out, "floor", large, floor, (done, db("c")), fast),
+            scenario(
+                out, "latency", small, latency, (str(work / "a.db"), str(work / "b.db")), slow
+            ),
+            scenario(out, "floor", large, floor, (done, str(work / "c.db")), fast),
             scenario(out, "rerun", large, [str(trees[large])], (done, done), None),
         ]
     finally:
