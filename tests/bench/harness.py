@@ -40,8 +40,10 @@ TICKS = os.sysconf("SC_CLK_TCK")
 LAUNCHER = """
 import json, os, signal, sys, time
 started = time.perf_counter()
-pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # held until it can be forwarded
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ, setsigmask=())
 signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGTERM))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 _, status, usage = os.wait4(pid, 0)
 seconds = time.perf_counter() - started
 with open(sys.argv[1], "w") as out:
