@@ -21,6 +21,8 @@ Missing tools (curl, rclone, hyperfine, strace) are installed with apt-get when 
 the row says which reference was skipped and why. `BENCH_REPEATS=N` sets the repetitions
 (default 3: then a comparison stops repeating when another round would pass its time budget,
 since ingest is slow in places and the machine is shared); `BENCH_QUICK=1` makes every size
-about ten times smaller and repeats once.
-Bench code is not part of `make test`.
+about ten times smaller and repeats once. Bench code is not part of `make test`.
+
+`python -m tests.bench.profiling` profiles the two throughput rows and the rerun row (py-spy, and
+in-process counters of thread hops and SQL statements: `counting.py`); see its docstring.
 """
