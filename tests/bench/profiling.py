@@ -42,7 +42,7 @@ RATE = 100
 LIBRARIES = {
     "imports (start-up)": "<frozen importlib",
     "sqlalchemy": "/sqlalchemy/",
-    "  of which greenlet bridge": "sqlalchemy/util/_concurrency",
+    "  of which greenlet bridge": "sqlalchemy/util/concurrency",
     "aiosqlite": "/aiosqlite/",
     "alembic (migrations)": "/alembic/",
     "aiohttp": "/aiohttp/",
@@ -50,11 +50,15 @@ LIBRARIES = {
     "logging": "/logging/",
     "json": "/json/",
     "pipeline.ledger": "pipeline/ledger/",
-    "pipeline.prepare": "pipeline/prepare.py",
-    "pipeline.upload": "pipeline/upload.py",
-    "pipeline.runner": "pipeline/runner.py",
-    "pipeline.api": "pipeline/api.py",
+    "  ledger writer's commits (Writer._loop)": "Writer._loop",
+    "  batch lookups (Ledger.states)": "Ledger.states",
+    "pipeline.prepare (triage, hash/probe hops, link)": "pipeline/prepare.py",
+    "pipeline.upload (Sender.send)": "pipeline/upload.py",
+    "  the request (ClientSession._request)": "ClientSession._request",
+    "  the form (FormData)": "FormData",
+    "pipeline.runner (queues, stop races)": "pipeline/runner.py",
     "pipeline.sources": "pipeline/sources/",
+    "thread hops out (run_in_executor)": "run_in_executor",
 }
 
 
@@ -176,7 +180,7 @@ def _inclusive(stacks: list[list[str]]) -> list[str]:
     lines = ["anywhere on the stack (inclusive):"]
     for name, marker in LIBRARIES.items():
         hits = sum(any(marker in frame for frame in stack) for stack in stacks)
-        lines.append(f"    {hits / len(stacks):5.1%}  {name}")
+        lines.append(f"    {hits / max(len(stacks), 1):5.1%}  {name}")
     return lines
 
 
