@@ -1,6 +1,7 @@
-"""A ledger of 1,000,000 entries, made the way the brief allows: ingest runs once on a small
-manifest (so the schema is made by its own migrations and real rows show the shape), then rows
-in that same shape are bulk-inserted with sqlite3 in one transaction.
+"""A ledger of 1,000,000 entries (beside the 2 ingest wrote itself), made the way the brief
+allows: ingest runs once on a small manifest (so the schema is made by its own migrations and
+real rows show the shape), then rows in that same shape are bulk-inserted with sqlite3 in one
+transaction.
 
 The entries are manifest URL rows on a local file server: 99% done with their ids, 1% failed
 for good (a download refused), so `status` has a few error texts to rank. The 1,000,000-row
@@ -52,18 +53,15 @@ def templates(db: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
         conn.close()
 
 
-def fill(db: Path, base: str, total: int) -> int:
-    """Bulk-insert entries until the ledger holds `total` sources; how many were added."""
+def fill(db: Path, base: str, count: int) -> None:
+    """Bulk-insert `count` entries, `url(base, 0)` to `url(base, count - 1)`."""
     done, content, failed = templates(db)
     conn = sqlite3.connect(db)
     try:
-        have = conn.execute("SELECT count(*) FROM sources").fetchone()[0]
         next_content = conn.execute("SELECT max(id) FROM contents").fetchone()[0] + 1
-        wanted = total - have
         with conn:
-            _insert(conn, "contents", _contents(content, wanted, next_content))
-            _insert(conn, "sources", _sources(done, failed, base, wanted, next_content))
-        return int(wanted)
+            _insert(conn, "contents", _contents(content, count, next_content))
+            _insert(conn, "sources", _sources(done, failed, base, count, next_content))
     finally:
         conn.close()
 
