@@ -6,12 +6,16 @@
   lines to /dev/null) rows per second, interleaved;
 - a 1,000,000-row manifest, run against that ledger: peak RSS;
 - a manifest naming the same file on many rows (each with its own external_id, so each row is
-  its own record): how many times ingest reads the whole file, counted from outside with strace.
+  its own record): how many times ingest reads the whole file, counted from outside with strace
+  (`-ff -y`: every read of that path, per thread). The file is 200 KB, under ingest's 256 KB
+  in-memory limit, so its upload sends the very bytes hashed and every whole read is a hash;
+  the probe's reads are partial. The sandbox's request list counts the uploads.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import statistics
@@ -199,8 +203,8 @@ def hashed_once(ctx: Context) -> list[Goal]:
     )
     sandbox = ctx.sandbox(0.0)
     before = len(sandbox.requests())
-    trace = ctx.work / "same" / "strace.txt"
-    argv = ["strace", "-f", "-qq", "-y", "-e", "trace=openat,read,pread64", "-o", str(trace)]
+    trace = ctx.work / "same" / "strace"  # -ff: one file per thread, so no call is split
+    argv = ["strace", "-ff", "-qq", "-y", "-e", "trace=openat,read,pread64", "-o", str(trace)]
     argv += [INGEST, "run", "--manifest", str(manifest), "--db", str(ctx.ledger("same"))]
     argv += ["--api-url", sandbox.url, "--log-level", "error"]
     measure(argv, env=ingest_env())
@@ -224,11 +228,15 @@ def hashed_once(ctx: Context) -> list[Goal]:
 
 
 def _file_io(trace: Path, path: Path) -> tuple[int, int, int]:
-    """(opens, bytes read, reads of the whole file at once) of `path` in an strace -y log."""
+    """(opens, bytes read, reads of the whole file at once) of `path` in the strace -y -ff logs
+    `trace.<tid>`."""
     name, size = str(path.resolve()), path.stat().st_size
     opens = reads = whole = 0
     read = re.compile(r"\b(?:read|pread64)\(\d+<" + re.escape(name) + r">.*\) = (\d+)$")
-    for text in trace.read_text(errors="replace").splitlines():
+    logs = trace.parent.glob(f"{trace.name}.*")
+    for text in itertools.chain.from_iterable(
+        log.read_text(errors="replace").splitlines() for log in logs
+    ):
         if "openat(" in text and f'"{name}"' in text and "= -1" not in text:
             opens += 1
         elif match := read.search(text):
