@@ -43,7 +43,7 @@ demo: install ## generate a sample catalogue and ingest it into the local sandbo
 	$(BIN)/python -m pipeline.demo
 
 .PHONY: bench
-bench: install ## throughput and memory benchmarks against the local sandbox
+bench: install ## ingest beside curl, bare aiohttp, rclone, find (BENCH_QUICK=1: fast pass)
 	$(BIN)/python -m tests.bench
 
 .PHONY: lock

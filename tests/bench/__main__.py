@@ -1,0 +1,55 @@
+"""Run every section in order, then print the table of goals (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.bench import catalogue, ledger, throughput
+from tests.bench.context import Context
+from tests.bench.harness import QUICK, REPEATS, scaled
+from tests.bench.table import Goal, render
+
+Section = Callable[[Context], list[Goal]]
+SECTIONS: list[Section] = [
+    ledger.startup,
+    throughput.latency_row,
+    throughput.floor_row,
+    catalogue.memory_and_rerun,
+    throughput.big_row,
+    ledger.million,
+    ledger.hashed_once,
+]
+
+
+def main() -> int:
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    ctx = Context(work)
+    mode = "quick (BENCH_QUICK=1)" if QUICK else "full"
+    print(f"ingest benchmarks, {mode}, {REPEATS} repetition(s), {os.cpu_count()} cores, in {work}")
+    goals: list[Goal] = []
+    try:
+        try:
+            ctx.tree(scaled(20000, 2000))  # the pool of small files, made once
+            for run in SECTIONS:
+                goals += run(ctx)
+        finally:
+            ctx.close()
+        minutes = (time.monotonic() - started) / 60
+        print(
+            f"\n{len(goals)} goals in {minutes:.1f} min; load average now "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores\n"
+        )
+        print(render(goals), flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
