@@ -15,6 +15,7 @@ import functools
 import html
 import json
 import re
+import secrets
 import time
 from typing import Any
 
@@ -237,6 +238,25 @@ def build_form(purpose: str, body: Body, filename: str, content_type: str) -> ai
     return form
 
 
+def multipart_bytes(
+    purpose: str, data: bytes, filename: str, content_type: str
+) -> tuple[bytes, str]:
+    """(body, Content-Type) of the same form `build_form` makes, for a file already in memory,
+    put together directly: the bytes aiohttp writes, at a fraction of the cost per upload.
+    A test holds the two byte for byte."""
+    boundary = secrets.token_hex(16)
+    name = wire_filename(filename).replace("\\", "\\\\").replace('"', '\\"')
+    head = (
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f'Content-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
+        f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
+    )
+    tail = f"\r\n--{boundary}--\r\n"
+    body = b"".join((head.encode("utf-8"), data, tail.encode("ascii")))
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 class UploadClient:
     """Uploads one body per call. Raises TransientError, PermanentError, SourceChanged or
     RunFatal."""
@@ -252,15 +272,21 @@ class UploadClient:
     async def upload(
         self, body: Body, *, purpose: str, filename: str, content_type: str
     ) -> UploadResult:
-        form = build_form(purpose, body, filename, content_type)
+        headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
+        data: bytes | aiohttp.FormData
+        if body.data is not None:
+            data, headers["Content-Type"] = multipart_bytes(
+                purpose, body.data, filename, content_type
+            )
+        else:
+            data = build_form(purpose, body, filename, content_type)
         # No total timeout: a large body may take long to send. sock_read cuts a silent server.
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout, sock_read=self._timeout
         )
-        headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
         with client_errors("upload", timeout=self._timeout):
             async with self._session.post(
-                self._url, data=form, headers=headers, timeout=timeout
+                self._url, data=data, headers=headers, timeout=timeout
             ) as resp:
                 reply = await read_reply(resp)
         error = classify_http(reply, size=body.size) or classify_base_resp(reply)

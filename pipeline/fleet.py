@@ -121,8 +121,8 @@ class Fleet:
             await stop.nap(min(self.lease / 4, POLL))
 
 
-async def _plain_heartbeat(conn: Any, run_id: int, summary: str) -> None:
-    await conn.execute(
+def _plain_heartbeat(conn: Any, run_id: int, summary: str) -> None:
+    conn.execute(
         update(runs).where(runs.c.id == run_id).values(heartbeat_at=time.time(), summary=summary)
     )
 

@@ -31,8 +31,10 @@ class Stop:
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.reason: StopReason | None = None
+        self.reasons: set[StopReason] = set()  # every reason given, for the exit code
 
     def request(self, reason: StopReason) -> None:
+        self.reasons.add(reason)
         if self.reason is None:
             self.reason = reason
             self.event.set()

@@ -34,15 +34,6 @@ class Exit(enum.IntEnum):
     SIGTERM = 143
 
 
-_BY_STOP = {
-    StopReason.FATAL: Exit.REFUSED,
-    StopReason.LEDGER: Exit.LEDGER,
-    StopReason.SIGINT: Exit.SIGINT,
-    StopReason.SIGTERM: Exit.SIGTERM,
-    StopReason.OUTAGE: Exit.TRANSIENT,
-    StopReason.LEDGER_GONE: Exit.TRANSIENT,
-}
-
 RUN_STATUS = {
     Exit.OK: RunStatus.FINISHED,
     Exit.FAILED: RunStatus.FINISHED,
@@ -55,19 +46,25 @@ RUN_STATUS = {
 }
 
 
-def run_exit(stop: StopReason | None, *, finished: bool, failed: int, left: int) -> Exit:
-    """The outcome of a run, most urgent first: a refused key, a ledger that cannot be written,
-    a signal, the time budget; then a bad file needs a person (1), while transient leftovers
-    only need a rerun (6)."""
-    if stop in _BY_STOP:
-        code = _BY_STOP[stop]
-        if stop not in (StopReason.OUTAGE, StopReason.LEDGER_GONE):
+def run_exit(
+    stops: set[StopReason], *, finished: bool, failed: int, left: int, ledger: Exit | None = None
+) -> Exit:
+    """The outcome of a run, most urgent first, whatever order things happened in: a refused
+    key (5), a ledger that cannot be written (7, or 6 for a ledger server out of reach), a
+    signal, the time budget; then a bad file needs a person (1), while transient leftovers and a
+    service that stayed down only need a rerun (6). `stops`: every reason the run was asked to
+    stop for; `ledger`: the exit code of the ledger's failure, if it failed."""
+    if StopReason.FATAL in stops:
+        return Exit.REFUSED
+    if ledger is not None:
+        return ledger
+    for signal, code in ((StopReason.SIGINT, Exit.SIGINT), (StopReason.SIGTERM, Exit.SIGTERM)):
+        if signal in stops:
             return code
-        return Exit.FAILED if failed else code
-    if stop is StopReason.DEADLINE and not finished:
+    if StopReason.DEADLINE in stops and not finished:
         return Exit.TIME_BUDGET
     if failed:
         return Exit.FAILED
-    if left:
+    if left or StopReason.OUTAGE in stops:
         return Exit.TRANSIENT
     return Exit.OK

@@ -14,6 +14,7 @@ bytes reached twice are sent once). Everything else is in the ledger as soon as 
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
@@ -37,6 +38,7 @@ from pipeline.states import ContentStatus, SourceStatus
 
 log = logging.getLogger(__name__)
 NEEDS_IO = frozenset({Step.HASH, Step.REUSE, Step.FETCH})
+HASHED_KEPT = 4096  # files whose hash a run remembers (for manifests naming one file often)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +70,10 @@ class Preparer:
         self.clock_ns = clock_ns
         self.patience = 600.0  # seconds a restarting ledger server is waited for
         self.claimed: set[int] = set()  # contents this run has queued for upload
+        # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
+        self._hashed: collections.OrderedDict[
+            tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
+        ] = collections.OrderedDict()
         self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
 
     # --- 2a. triage -----------------------------------------------------------------------------
@@ -157,7 +163,34 @@ class Preparer:
         if work.step is Step.REUSE and work.state is not None and work.state.sha256:
             body = Body(size=entry.size, path=entry.path, mtime_ns=entry.mtime_ns)
             return await asyncio.to_thread(_probed, Located(work.state.sha256, body))
-        return await asyncio.to_thread(_hashed_and_probed, entry.path)  # one thread hop
+        return await self._hash_once(entry.path, entry.size, entry.mtime_ns)
+
+    async def _hash_once(
+        self, path: str, size: int, mtime_ns: int | None
+    ) -> tuple[Located, AudioInfo | PermanentError]:
+        """Hash and probe a file (one thread hop) once per run: a manifest naming the same file
+        on many rows, unchanged meanwhile, reuses the first answer (rows being prepared at the
+        same moment wait for it rather than read the file again)."""
+        key = (path, size, mtime_ns)
+        known = self._hashed.get(key)
+        if known is not None:
+            sha256, audio = await asyncio.shield(known)
+            return Located(sha256, Body(size=size, path=path, mtime_ns=mtime_ns)), audio
+        future: asyncio.Future[tuple[str, AudioInfo | PermanentError]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._hashed[key] = future
+        if len(self._hashed) > HASHED_KEPT:
+            self._hashed.popitem(last=False)
+        try:
+            located, audio = await asyncio.to_thread(_hashed_and_probed, path)
+        except BaseException as exc:
+            del self._hashed[key]  # not known after all: the next row tries for itself
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody may be waiting
+            raise
+        future.set_result((located.sha256, audio))
+        return located, audio
 
     async def _link(self, work: Work, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""

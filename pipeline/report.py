@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.ledger.store import EXPORT_FIELDS
+from pipeline.ledger.queries import EXPORT_FIELDS
 from pipeline.sources import CrawlStats
 
 

@@ -128,7 +128,11 @@ class Sender:
         """One attempt, as the retry policy counts them: requests lost to a service that is
         down are sent again (after the breaker lets them) without counting."""
         while True:
-            probe = await self.stop.first(self.breaker.admit())
+            probe = (
+                False  # the usual case, without a wait to race against the stop
+                if self.breaker.state is BreakerState.CLOSED
+                else await self.stop.first(self.breaker.admit())
+            )
             try:
                 return await self._request(job)
             except TransientError as exc:

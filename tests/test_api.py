@@ -9,12 +9,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.api import (
     Reply,
     UploadClient,
+    build_form,
     classify_base_resp,
     classify_http,
+    multipart_bytes,
     parse_retry_after,
 )
 from pipeline.body import Body
@@ -232,3 +236,34 @@ async def test_reply_without_promised_ids_is_not_done(client: UploadClient, wav:
         mocked.post(URL, payload={"voice_id": "v", "base_resp": {"status_code": 0}})
         result = await upload(client, wav, purpose="voice")
     assert result.voice_id == "v"  # type: ignore[attr-defined]
+
+
+async def aiohttp_bytes(purpose: str, data: bytes, filename: str, content_type: str) -> bytes:
+    """What aiohttp itself writes for `build_form`, boundary and all."""
+
+    class Collect:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        async def write(self, chunk: bytes) -> None:
+            self.data += chunk
+
+    payload = build_form(purpose, Body(size=len(data), data=data), filename, content_type)()
+    out = Collect()
+    await payload.write(out)  # type: ignore[arg-type]
+    return bytes(out.data).replace(payload.boundary.encode(), b"BOUNDARY")  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(min_size=1, max_size=60),
+    data=st.binary(max_size=64),
+    purpose=st.sampled_from(["song", "voice", "instrumental"]),
+)
+async def test_the_in_memory_form_is_aiohttp_s_own_bytes(
+    name: str, data: bytes, purpose: str
+) -> None:
+    body, content_type = multipart_bytes(purpose, data, name, "audio/wav")
+    boundary = content_type.split("boundary=")[1]
+    expected = await aiohttp_bytes(purpose, data, name, "audio/wav")
+    assert body.replace(boundary.encode(), b"BOUNDARY") == expected

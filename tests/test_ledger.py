@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, inspect
 
 from pipeline.errors import LedgerError
 from pipeline.ledger import open_ledger
+from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
 from pipeline.ledger.store import Ledger, SourceFacts
@@ -33,7 +34,12 @@ async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
 async def writer(ledger: Ledger) -> AsyncIterator[Writer]:
     run_id = await ledger.start_run(pid=1, host="h", command="c")
     writer = Writer(
-        ledger.engine, dialect=ledger.dialect, shown="l", clock=ledger.clock, run_id=run_id
+        ledger.engine,
+        dialect=ledger.dialect,
+        shown="l",
+        clock=ledger.clock,
+        run_id=run_id,
+        sync_engine=create_sync_engine_for(ledger.location),  # as a run builds it
     )
     async with writer.running():
         yield writer

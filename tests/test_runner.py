@@ -175,3 +175,46 @@ async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
     assert outcome.sender.fatal is not None and outcome.stop.reason == StopReason.FATAL
     assert sum(uploader.calls.values()) <= 3  # the ones in flight, not every file
     assert set((await statuses(ledger)).values()) == {"pending"}
+
+
+async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.plan import Step
+    from pipeline.prepare import Work
+    from pipeline.sources import Entry
+
+    path = write_wav(tmp_path / "song" / "same.wav", 11)
+    reads: list[object] = []
+    real = prepare_mod.read_and_hash
+
+    def counting(where: object) -> object:
+        reads.append(where)
+        return real(where)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prepare_mod, "read_and_hash", counting)
+    info = path.stat()
+    writer = Writer(ledger.engine, dialect="sqlite", shown="l", clock=ledger.clock, run_id=1)
+    async with writer.running():
+        preparer = Preparer(
+            ledger=ledger, writer=writer, fetcher=None, tally=Tally(), policy=Policy()
+        )
+        rows = [
+            Work(
+                Entry(
+                    source=f"{path} [external_id=row{i}]",
+                    purpose="song",
+                    filename="same.wav",
+                    path=str(path),
+                    size=info.st_size,
+                    mtime_ns=info.st_mtime_ns,
+                ),
+                None,
+                Step.HASH,
+            )
+            for i in range(20)
+        ]
+        jobs = await asyncio.gather(*(preparer.prepare(work) for work in rows))
+    assert len(reads) == 1  # read once, though 20 rows name it and are prepared at once
+    assert sum(job is not None for job in jobs) == 1  # and uploaded once
+    assert preparer.tally.deduplicated == 19

@@ -10,16 +10,20 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pipeline.commands.hold import fmt_time, held
 from pipeline.config import Settings
 from pipeline.errors import UsageError
 from pipeline.ledger import Location, open_ledger
+from pipeline.ledger.figures import Figures, read_sqlite
 from pipeline.ledger.files import check_file
-from pipeline.ledger.store import EXPORT_COLUMNS, Ledger
+from pipeline.ledger.queries import EXPORT_COLUMNS
 from pipeline.outcome import Exit
 from pipeline.report import Exporter, render_status, status_data
+
+if TYPE_CHECKING:
+    from pipeline.ledger.store import Ledger
 
 
 def _require_existing(location: Location) -> None:
@@ -35,6 +39,27 @@ async def _open_existing(settings: Settings) -> Ledger:
 
 
 async def status(settings: Settings, *, as_json: bool = False) -> int:
+    _require_existing(settings.db)
+    figures = read_sqlite(settings.db) if settings.db.path is not None else None
+    if figures is None:
+        figures = await _read_figures(settings)
+    data = status_data(
+        figures.counts,
+        figures.runs,
+        figures.errors,
+        ledger=settings.db.shown,
+        running=figures.running,
+        now=figures.now,
+    )
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(render_status(data, fmt_time=fmt_time))
+    return Exit.OK
+
+
+async def _read_figures(settings: Settings) -> Figures:
+    """Through the async repository: a PostgreSQL ledger, or one that needs an upgrade first."""
     ledger = await _open_existing(settings)
     try:
         counts = await ledger.counts()
@@ -43,12 +68,7 @@ async def status(settings: Settings, *, as_json: bool = False) -> int:
         now, running = await ledger.running()
     finally:
         await ledger.close()
-    data = status_data(counts, runs, errors, ledger=ledger.location.shown, running=running, now=now)
-    if as_json:
-        print(json.dumps(data, ensure_ascii=False, indent=2))
-    else:
-        print(render_status(data, fmt_time=fmt_time))
-    return Exit.OK
+    return Figures(counts=counts, errors=errors, runs=runs, now=now, running=running)
 
 
 async def export(

@@ -28,6 +28,7 @@ from pipeline.fetch import HttpFetcher
 from pipeline.fleet import Fleet
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.claims import Claims
+from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.store import Ledger
@@ -149,7 +150,11 @@ async def _run_with_ledger(
             ):
                 await runner.run()
     code = run_exit(
-        stop.reason, finished=runner.finished, failed=tally.failed_total, left=tally.left_total
+        stop.reasons,
+        finished=runner.finished,
+        failed=tally.failed_total,
+        left=tally.left_total,
+        ledger=None if writer is None or writer.failure is None else writer.failure.exit_code,
     )
     elapsed = time.monotonic() - started
     if writer is not None and writer.failure is None:
@@ -180,6 +185,7 @@ def _writer_for(
         run_id=run_id,
         watch=ledger.location.path,
         claims=Claims(ledger.dialect, run_id, lease) if shared else None,
+        sync_engine=create_sync_engine_for(ledger.location),
     )
     writer.patience = patience
 

@@ -23,7 +23,8 @@ async def open_ledger(
 ) -> Ledger:
     """Check, create or upgrade the schema, then return a Ledger over it. `check=False` when
     the caller has already run `files.check_file`."""
-    from pipeline.ledger.store import Ledger, create_engine_for, schema_revision
+    from pipeline.ledger.engines import create_engine_for, schema_revision
+    from pipeline.ledger.store import Ledger
 
     location = parse_location(where)
     if check:

@@ -21,11 +21,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Row
 
 from pipeline.ledger.models import contents, runs, sources
-from pipeline.ledger.store import db_epoch, dialect_insert, live_runs
+from pipeline.ledger.queries import db_epoch, dialect_insert, live_runs
 from pipeline.states import ContentStatus, SourceStatus
 
 
@@ -51,9 +50,7 @@ class Claims:
         """Held by no live run: nobody's, or expired (a live run's claims never expire)."""
         return or_(table.c.claimed_by.is_(None), table.c.claimed_until < self.now)
 
-    async def sources(
-        self, conn: AsyncConnection, rows: Sequence[dict[str, Any]]
-    ) -> set[tuple[str, str]]:
+    def sources(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
         """Claim these sources (inserting the new ones); the (source, purpose) keys now ours."""
         if not rows:
             return set()
@@ -64,9 +61,9 @@ class Claims:
             set_={"claimed_by": self.run_id, "claimed_until": self.until},
             where=self._free(sources),
         ).returning(sources.c.source, sources.c.purpose)
-        return {(row[0], row[1]) for row in await conn.execute(statement)}
+        return {(row[0], row[1]) for row in conn.execute(statement)}
 
-    async def contents(self, conn: AsyncConnection, ids: Iterable[int]) -> set[int]:
+    def contents(self, conn: Connection, ids: Iterable[int]) -> set[int]:
         """Claim these contents for upload where they are pending and free; the ids now ours."""
         wanted = sorted(set(ids))
         if not wanted:
@@ -78,9 +75,9 @@ class Claims:
             .values(claimed_by=self.run_id, claimed_until=self.until)
             .returning(contents.c.id)
         )
-        return {row[0] for row in await conn.execute(statement)}
+        return {row[0] for row in conn.execute(statement)}
 
-    async def reset(self, conn: AsyncConnection, content_id: int) -> bool:
+    def reset(self, conn: Connection, content_id: int) -> bool:
         """A failed content tried again: pending and ours, unless another run got there first."""
         statement = (
             update(contents)
@@ -94,43 +91,43 @@ class Claims:
             )
             .returning(contents.c.id)
         )
-        if (await conn.execute(statement)).first() is None:
+        if (conn.execute(statement)).first() is None:
             return False
-        await conn.execute(
+        conn.execute(
             update(sources)
             .where(sources.c.content_id == content_id)
             .values(content_status=ContentStatus.PENDING)
         )
         return True
 
-    async def heartbeat(self, conn: AsyncConnection, summary: str) -> int:
+    def heartbeat(self, conn: Connection, summary: str) -> int:
         """Renew every claim of ours, say we are alive (with our figures so far); return how
         many runs are live on this ledger, this one included."""
-        await conn.execute(
+        conn.execute(
             update(runs)
             .where(runs.c.id == self.run_id)
             .values(heartbeat_at=self.now, lease=self.lease, summary=summary)
         )
         for table in (sources, contents):
-            await conn.execute(
+            conn.execute(
                 update(table)
                 .where(table.c.claimed_by == self.run_id)
                 .values(claimed_until=self.until)
             )
         live = select(func.count()).select_from(runs).where(live_runs(self.now))
-        return int(await conn.scalar(live) or 1)
+        return int(conn.scalar(live) or 1)
 
-    async def release(self, conn: AsyncConnection) -> None:
+    def release(self, conn: Connection) -> None:
         """This run is ending: its claims are free at once, not only when they expire."""
         for table in (sources, contents):
-            await conn.execute(
+            conn.execute(
                 update(table)
                 .where(table.c.claimed_by == self.run_id)
                 .values(claimed_by=None, claimed_until=None)
             )
 
-    async def take_over(
-        self, conn: AsyncConnection, origins: Sequence[str], skip: Iterable[int], limit: int
+    def take_over(
+        self, conn: Connection, origins: Sequence[str], skip: Iterable[int], limit: int
     ) -> list[Row[Any]]:
         """Claim pending sources from these origins that nobody live holds (their run died,
         or they were never finished): the rows, to be prepared again."""
@@ -149,12 +146,12 @@ class Claims:
             .values(claimed_by=self.run_id, claimed_until=self.until)
             .returning(*sources.c)
         )
-        return list(await conn.execute(statement))
+        return list(conn.execute(statement))
 
     def _unheld_content(self) -> ColumnElement[bool]:
         return or_(contents.c.id.is_(None), self._unheld(contents))
 
-    async def held_elsewhere(self, conn: AsyncConnection, origins: Sequence[str]) -> int:
+    def held_elsewhere(self, conn: Connection, origins: Sequence[str]) -> int:
         """Pending sources from these origins that another live run holds (or whose content
         it is uploading): work that may yet come back to us if that run dies."""
         other = and_(sources.c.claimed_by != self.run_id, sources.c.claimed_until >= self.now)
@@ -166,7 +163,7 @@ class Claims:
             .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
             .where(_pending_in(origins), or_(other, other_content))
         )
-        return int(await conn.scalar(statement) or 0)
+        return int(conn.scalar(statement) or 0)
 
 
 def _pending_in(origins: Sequence[str]) -> ColumnElement[bool]:

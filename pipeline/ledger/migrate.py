@@ -24,9 +24,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.errors import LedgerError
+from pipeline.ledger.engines import create_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import Location, parse_location
-from pipeline.ledger.store import create_engine_for
 
 OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})
 

@@ -1,6 +1,10 @@
 """The statements of one commit of the ledger's writer: each kind of change runs once per batch
 with all its rows, in a fixed order of kinds, and of rows within a kind.
 
+They run on a synchronous connection: on SQLite in the writer's own thread, so a whole commit
+is one hand-off to that thread (not one per statement); on PostgreSQL through the async
+engine's `run_sync`.
+
 Rows are sorted by their key: two runs writing the same rows (on a shared ledger) then lock them
 in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. A link
 gets or creates its content and reads it back (INSERT ... ON CONFLICT ... RETURNING would do it
@@ -11,15 +15,15 @@ which costs more than a second, cached, statement).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.models import contents, sources
-from pipeline.ledger.store import dialect_insert
+from pipeline.ledger.queries import dialect_insert
 from pipeline.states import ContentStatus, SourceStatus
 
 
@@ -37,7 +41,7 @@ class Link:
 class Op(Protocol):
     kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
     params: dict[str, Any]
-    work: Callable[[AsyncConnection], Awaitable[Any]] | None
+    work: Callable[[Connection], Any] | None
 
 
 SOURCE_COLUMNS = (
@@ -88,10 +92,18 @@ class Statements:
         self.content_insert = dialect_insert(dialect, contents).on_conflict_do_nothing(
             index_elements=["sha256", "purpose"]
         )
-        self.content_lookup = select(
-            contents.c.sha256, contents.c.purpose, contents.c.id, contents.c.status,
-            contents.c.retryable,
-        ).where(contents.c.sha256.in_(bindparam("shas", expanding=True)))  # fmt: skip
+        # FOR SHARE (on PostgreSQL; SQLite has one writer): the status read here is copied onto
+        # the source, so no other run may change it until this commit, and a run that changed
+        # it first is waited for. Otherwise a `done` committed in between would be missed by
+        # the copy, and the source would show pending for good.
+        self.content_lookup = (
+            select(
+                contents.c.sha256, contents.c.purpose, contents.c.id, contents.c.status,
+                contents.c.retryable,
+            )
+            .where(contents.c.sha256.in_(bindparam("shas", expanding=True)))
+            .with_for_update(read=True)
+        )  # fmt: skip
         by_id = contents.c.id == bindparam("c_id")
         settled = {"claimed_by": None, "claimed_until": None}
         self.mirror = (
@@ -114,28 +126,28 @@ class Statements:
             .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None),
         }
 
-    async def apply(self, conn: AsyncConnection, batch: Sequence[Op]) -> list[Any]:
+    def apply(self, conn: Connection, batch: Sequence[Op]) -> list[Any]:
         """Apply a batch in one transaction (the caller's); each op's result, in order."""
-        called = {id(op): await op.work(conn) for op in batch if op.work is not None}
-        links = await self._links(conn, [op for op in batch if op.kind == "link"])
+        called = {id(op): op.work(conn) for op in batch if op.work is not None}
+        links = self._links(conn, [op for op in batch if op.kind == "link"])
         for op in batch:
             if op.kind == "link":
                 link = links[(op.params["c_sha256"], op.params["purpose"])]
                 op.params.update(content_id=link.content_id, content_status=link.status)
         recorded = [o.params for o in batch if o.kind in ("source", "link")]
         upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
-        await _many(conn, self.source_upsert, [{k: p[k] for k in _WRITTEN} for p in upserts])
+        _many(conn, self.source_upsert, [{k: p[k] for k in _WRITTEN} for p in upserts])
         named = [{"b_source": p["source"]} for p in upserts if p.get("c_replaces_no_purpose")]
-        await _many(conn, self.drop_no_purpose, named)
+        _many(conn, self.drop_no_purpose, named)
         for kind in _SIMPLE:
             rows = sorted((o.params for o in batch if o.kind == kind), key=_row_key)
-            await _many(conn, self.simple[kind], rows)
+            _many(conn, self.simple[kind], rows)
             if kind in _MIRRORED and rows:
                 mirrored = [{"c_id": r["c_id"], "m_status": _MIRRORED[kind]} for r in rows]
-                await _many(conn, self.mirror, mirrored)
+                _many(conn, self.mirror, mirrored)
         return [_result(o, links, called) for o in batch]
 
-    async def _links(self, conn: AsyncConnection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
+    def _links(self, conn: Connection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
         """Get or create each content, and read it back."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for op in ops:
@@ -151,30 +163,30 @@ class Statements:
             }
         if not rows:
             return {}
-        await conn.execute(self.content_insert, [rows[key] for key in sorted(rows)])
+        conn.execute(self.content_insert, [rows[key] for key in sorted(rows)])
         shas = sorted({sha for sha, _ in rows})
         found = [
             row
-            for row in await conn.execute(self.content_lookup, {"shas": shas})
+            for row in conn.execute(self.content_lookup, {"shas": shas})
             if (row[0], row[1]) in rows
         ]
-        ours = await self._claim_pending(conn, found)
+        ours = self._claim_pending(conn, found)
         return {
             (sha, purpose): Link(cid, status, bool(retry), claimed=ours is None or cid in ours)
             for sha, purpose, cid, status, retry in found
         }
 
-    async def _claim_pending(self, conn: AsyncConnection, found: Sequence[Any]) -> set[int] | None:
+    def _claim_pending(self, conn: Connection, found: Sequence[Any]) -> set[int] | None:
         """On a shared ledger, claim the pending contents just linked; None: no claims here."""
         if self.claims is None:
             return None
         pending = [row[2] for row in found if row[3] == ContentStatus.PENDING]
-        return await self.claims.contents(conn, pending)
+        return self.claims.contents(conn, pending)
 
 
-async def _many(conn: AsyncConnection, statement: Any, rows: list[dict[str, Any]]) -> None:
+def _many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await conn.execute(statement, rows)
+        conn.execute(statement, rows)
 
 
 def _row_key(params: dict[str, Any]) -> tuple[int, str, str]:

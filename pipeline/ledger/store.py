@@ -1,18 +1,16 @@
-"""The ledger repository: the engine, the reads, the runs table and the reports.
+"""The ledger repository: the reads, the runs table and the reports, on the async engine.
 
 Every write of an entry's state goes through the single `Writer` (see `writer.py`), which
 commits the changes of many entries in one transaction. Reads here are batched too: the state of
 a whole directory listing or manifest batch is fetched in one query, so a rerun over an unchanged
-catalogue costs a few microseconds per file. The SQL is dialect-neutral; SQLite and PostgreSQL
-differ only in the engine set-up below and the upsert statement (`dialect_insert`).
+catalogue costs a few microseconds per file. The SQL (`queries.py`) is dialect-neutral; SQLite and
+PostgreSQL differ only in the engines (`engines.py`) and the upsert statement (`dialect_insert`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
-import functools
 import json
 import sqlite3
 import time
@@ -20,29 +18,29 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Float,
-    and_,
-    bindparam,
-    case,
-    cast,
-    event,
-    func,
-    literal,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pipeline.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
+from pipeline.ledger.queries import (
+    EXPORT_COLUMNS,
+    STATE_QUERY,
+    counts_query,
+    db_epoch,
+    effective_status,
+    error_queries,
+    export_query,
+    json_lines_query,
+    last_runs_query,
+    live_runs,
+    running_query,
+    shown_counts,
+    top_errors,
+)
 from pipeline.states import ContentStatus, RunStatus, SourceStatus
 
 Clock = Callable[[], float]
@@ -94,99 +92,6 @@ class SourceFacts:
     extra: Mapping[str, str] | None = None
     origin: str | None = None
     replaces_no_purpose: bool = False  # an earlier run recorded it with no purpose: drop that
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:
-    # The driver's own transaction handling commits before DDL and never begins before a SELECT;
-    # switch it off and let SQLAlchemy emit BEGIN itself (the `begin` listener), so a migration
-    # is one transaction and a batch of writes is too.
-    dbapi_conn.isolation_level = None
-    cursor = dbapi_conn.cursor()
-    if wal:  # not while checking a file that may not be ours: it rewrites the file's header
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN")
-
-
-def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEngine:
-    """The engine for a ledger; `checking` for one that may not be ours yet (no WAL switch)."""
-    if location.dialect == "postgresql":
-        # A server restarted under a run leaves dead connections in the pool: test each one.
-        return create_async_engine(location.url, pool_pre_ping=True)
-    engine = create_async_engine(location.url)
-    if location.dialect == "sqlite":
-        connect = functools.partial(_sqlite_connect, wal=not checking)
-        event.listen(engine.sync_engine, "connect", connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
-    return engine
-
-
-_OUR_TABLES_QUERY = text("SELECT 1 FROM runs, sources, contents WHERE 1 = 0")
-_REVISION_QUERY = text("SELECT version_num FROM alembic_version")
-
-
-async def schema_revision(location: Location) -> str | None:
-    """The ledger's schema revision, read without Alembic; None when it has none (new, empty,
-    or not a ledger: the migrations then look closer)."""
-    engine = create_engine_for(location, checking=True)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(_OUR_TABLES_QUERY)  # fails unless every table of ours is there
-            revision = await conn.scalar(_REVISION_QUERY)
-            return None if revision is None else str(revision)
-    except DBAPIError:
-        return None
-    finally:
-        await engine.dispose()
-
-
-def db_epoch(dialect: str) -> ColumnElement[float]:
-    """The database's clock, in epoch seconds (several hosts' clocks need not agree)."""
-    if dialect == "postgresql":
-        return cast(func.extract("epoch", func.clock_timestamp()), Float)
-    return cast((func.julianday("now") - 2440587.5) * 86400.0, Float)
-
-
-def live_runs(now: ColumnElement[float]) -> ColumnElement[bool]:
-    """Runs still going: marked running, with a heartbeat younger than their lease."""
-    return and_(
-        runs.c.status == RunStatus.RUNNING,
-        runs.c.heartbeat_at.is_not(None),
-        runs.c.heartbeat_at + func.coalesce(runs.c.lease, 60.0) >= now,
-    )
-
-
-def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
-    """INSERT with ON CONFLICT support for this dialect (the two share one API)."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
-
-
-_STATE_QUERY = (
-    select(
-        sources.c.source,
-        sources.c.purpose,
-        sources.c.id,
-        sources.c.size,
-        sources.c.mtime_ns,
-        sources.c.sha256,
-        sources.c.status,
-        sources.c.retryable,
-        sources.c.error,
-        sources.c.content_id,
-        contents.c.status,
-        contents.c.retryable,
-    )
-    .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-    .where(sources.c.source.in_(bindparam("keys", expanding=True)))
-)
 
 
 class Ledger:
@@ -248,14 +153,12 @@ class Ledger:
         apart by their heartbeat."""
         async with self.engine.connect() as conn:
             now = await conn.scalar(select(db_epoch(self.dialect)))
-            result = await conn.execute(
-                select(runs).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.id)
-            )
+            result = await conn.execute(running_query())
             return float(now or 0.0), list(result.mappings())
 
     async def last_runs(self, limit: int = 5) -> list[RowMapping]:
         async with self.engine.connect() as conn:
-            result = await conn.execute(select(runs).order_by(runs.c.id.desc()).limit(limit))
+            result = await conn.execute(last_runs_query(limit))
             return list(result.mappings())
 
     # --- sources ----------------------------------------------------------------------------
@@ -267,7 +170,7 @@ class Ledger:
         async with self.engine.connect() as conn:
             for start in range(0, len(wanted), LOOKUP_CHUNK):
                 chunk = wanted[start : start + LOOKUP_CHUNK]
-                result = await conn.execute(_STATE_QUERY, {"keys": chunk})
+                result = await conn.execute(STATE_QUERY, {"keys": chunk})
                 for source, purpose, *state in result:
                     found[(source, purpose)] = SourceState(*state)  # the query's column order
         return found
@@ -307,50 +210,26 @@ class Ledger:
     # --- reporting --------------------------------------------------------------------------
 
     async def counts(self) -> list[tuple[str, str, int]]:
-        """(purpose, status, sources) for every source, with the status it shows in exports.
-        One pass over an index (`ix_sources_state`), no join: fast on a million sources."""
-        query = select(
-            sources.c.status, sources.c.content_status, sources.c.purpose, func.count()
-        ).group_by(sources.c.status, sources.c.content_status, sources.c.purpose)
-        totals: collections.Counter[tuple[str, str]] = collections.Counter()
+        """(purpose, status, sources) for every source, with the status it shows in exports."""
         async with self.engine.connect() as conn:
-            for status, content_status, purpose, n in await conn.execute(query):
-                shown = status if status != SourceStatus.OK else content_status
-                totals[(str(purpose), str(shown or ContentStatus.PENDING))] += int(n)
-        return [(purpose, status, n) for (purpose, status), n in sorted(totals.items())]
+            return shown_counts(await conn.execute(counts_query()))
 
     async def top_errors(self, limit: int = 5) -> list[tuple[str, int]]:
         """The commonest reasons among sources not done: their own, or their content's."""
-        own = (
-            select(sources.c.error, func.count())
-            .where(sources.c.status == SourceStatus.FAILED, sources.c.error.is_not(None))
-            .group_by(sources.c.error)
-        )
-        content = (
-            select(contents.c.error, func.count())
-            .select_from(sources.join(contents, sources.c.content_id == contents.c.id))
-            .where(
-                sources.c.status == SourceStatus.OK,
-                sources.c.content_status.in_([ContentStatus.FAILED, ContentStatus.PENDING]),
-                contents.c.error.is_not(None),
-            )
-            .group_by(contents.c.error)
-        )
-        totals: collections.Counter[str] = collections.Counter()
+        rows: list[Any] = []
         async with self.engine.connect() as conn:
-            for query in (own, content):
-                for error, n in await conn.execute(query):
-                    totals[str(error)] += int(n)
-        return totals.most_common(limit)
+            for query in error_queries():
+                rows += list(await conn.execute(query))
+        return top_errors(rows, limit)
 
     async def export_batches(
         self, status: str | None = None, *, size: int = 5000
     ) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Every (source, purpose) as a row of `EXPORT_COLUMNS`, in source order, a batch of
         rows at a time (streamed: a million rows in flat memory)."""
-        query = _export_query()
+        query = export_query()
         if status is not None:
-            query = query.where(_effective_status() == status)
+            query = query.where(effective_status() == status)
         async with self.engine.connect() as conn:
             result = await conn.stream(query.execution_options(yield_per=size))
             async for partition in result.partitions(size):
@@ -368,9 +247,9 @@ class Ledger:
             async for batch in self.export_batches(status):
                 write(batch)
             return
-        query = _export_query()
+        query = export_query()
         if status is not None:
-            query = query.where(_effective_status() == status)
+            query = query.where(effective_status() == status)
         compiled = query.compile(dialect=self.engine.dialect)
         params = tuple(compiled.params[name] for name in compiled.positiontup or ())
         await asyncio.to_thread(_read_sqlite, path, str(compiled), params, write)
@@ -384,9 +263,9 @@ class Ledger:
         path = self.location.path
         if path is None:
             return False
-        query = _json_lines_query()
+        query = json_lines_query()
         if status is not None:
-            query = query.where(_effective_status() == status)
+            query = query.where(effective_status() == status)
         compiled = query.compile(dialect=self.engine.dialect)
         params = tuple(compiled.params[name] for name in compiled.positiontup or ())
 
@@ -431,76 +310,3 @@ def _read_sqlite(
 
 
 # One exported record: these fields, in this order (README.md documents them), then `extra`.
-EXPORT_FIELDS = (
-    "source",
-    "purpose",
-    "sha256",
-    "status",
-    "voice_id",
-    "instrumental_id",
-    "error",
-    "attempts",
-    "retryable",
-    "trace_id",
-    "size",
-    "kind",
-    "filename",
-    "line",
-    "external_id",
-)
-EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text
-
-
-def _export_query() -> Any:
-    return (
-        select(
-            func.coalesce(sources.c.written, sources.c.source).label("source"),
-            sources.c.purpose,
-            sources.c.sha256,
-            _effective_status().label("status"),
-            contents.c.voice_id,
-            contents.c.instrumental_id,
-            func.coalesce(sources.c.error, contents.c.error).label("error"),
-            func.coalesce(contents.c.attempts, 0).label("attempts"),
-            case(
-                (sources.c.status == SourceStatus.FAILED, sources.c.retryable),
-                else_=func.coalesce(contents.c.retryable, 0),
-            ).label("retryable"),
-            contents.c.trace_id,
-            sources.c.size,
-            sources.c.kind,
-            sources.c.filename,
-            sources.c.line,
-            sources.c.external_id,
-            sources.c.extra,
-        )
-        .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-        .order_by(sources.c.id)
-    )
-
-
-def _json_lines_query() -> Any:
-    """`_export_query`, each row as one JSON object made by SQLite (the same fields, in the same
-    order, `retryable` a boolean, `extra` only where there is one)."""
-    base = _export_query()
-    columns = {column.name: column for column in base.selected_columns}
-    pairs: list[Any] = []
-    for name in EXPORT_FIELDS:
-        value = columns[name]
-        if name == "retryable":
-            value = func.json(case((value != 0, "true"), else_="false"))
-        pairs += [literal(name), value]
-    record = func.json_object(*pairs)
-    extra = columns["extra"]
-    line = case((extra.is_(None), record), else_=func.json_set(record, "$.extra", func.json(extra)))
-    return base.with_only_columns(line)
-
-
-def _effective_status() -> Any:
-    """What a source shows: its own failure, else its content's status (the copy kept on the
-    source row, so no join is needed), else pending."""
-    return case(
-        (sources.c.status != SourceStatus.OK, sources.c.status),
-        (sources.c.content_status.is_(None), ContentStatus.PENDING),
-        else_=sources.c.content_status,
-    )

@@ -19,16 +19,18 @@ on it, and the next run resumes from what was committed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -49,7 +51,7 @@ class _Op:
     kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
     params: dict[str, Any]
     future: asyncio.Future[Any] | None = None
-    work: Callable[[AsyncConnection], Awaitable[Any]] | None = None
+    work: Callable[[Connection], Any] | None = None
 
 
 class Writer:
@@ -63,8 +65,18 @@ class Writer:
         run_id: int,
         watch: Path | None = None,
         claims: Claims | None = None,
+        sync_engine: Engine | None = None,
     ) -> None:
         self._engine = engine
+        # On SQLite the commits run on a synchronous connection in a thread of the writer's
+        # own: a whole commit is then one hand-off, not one per statement.
+        self._sync_engine = sync_engine
+        self._thread = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
+            if sync_engine is not None
+            else None
+        )
+        self._sync_conn: Connection | None = None
         self.claims = claims  # a shared (PostgreSQL) ledger: claims with leases
         # An SQLite file removed or replaced under a running process takes every later write
         # into a file nobody will open again, without an error: look at the path now and then.
@@ -97,9 +109,22 @@ class Writer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            if self._conn is not None:
-                with contextlib.suppress(DBAPIError):
-                    await self._conn.close()
+            await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(DBAPIError):
+                await self._conn.close()
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close_sync)
+            self._thread.shutdown(wait=False)
+
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            with contextlib.suppress(DBAPIError):
+                self._sync_conn.close()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
 
     # --- what callers queue -------------------------------------------------------------------
 
@@ -138,7 +163,7 @@ class Writer:
         self._submit(_Op("reset", {"c_id": content_id, "updated_at": self._clock()}))
         return True
 
-    async def call(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    async def call(self, work: Callable[[Connection], T]) -> T:
         """Run `work` inside the next commit (before the other changes queued with it), and
         return what it returns: for the claims of a shared ledger."""
         result: T = await self._wait(_Op("call", {}, work=work))
@@ -207,10 +232,21 @@ class Writer:
     async def _commit(self, batch: Sequence[_Op]) -> list[Any]:
         """One transaction on the writer's own connection (no pool checkout per commit); a
         connection the server dropped is replaced."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._commit_sync, batch)
         if self._conn is None or self._conn.invalidated or self._conn.closed:
             self._conn = await self._engine.connect()
         async with self._conn.begin():
-            return await self._statements.apply(self._conn, batch)
+            return await self._conn.run_sync(self._statements.apply, batch)
+
+    def _commit_sync(self, batch: Sequence[_Op]) -> list[Any]:
+        """Blocking, in the writer's thread: the same transaction on a synchronous connection."""
+        assert self._sync_engine is not None
+        if self._sync_conn is None or self._sync_conn.invalidated or self._sync_conn.closed:
+            self._sync_conn = self._sync_engine.connect()
+        with self._sync_conn.begin():
+            return self._statements.apply(self._sync_conn, batch)
 
     async def _commit_patiently(self, batch: Sequence[_Op]) -> list[Any]:
         """Commit, trying again while the database is only briefly in the way: a deadlock

@@ -1,0 +1,81 @@
+"""Engines for a ledger: the async one every command uses, and for SQLite files a synchronous
+one (the writer's own thread, and `status`), with the settings a ledger needs."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from pipeline.ledger.location import Location
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:
+    # The driver's own transaction handling commits before DDL and never begins before a SELECT;
+    # switch it off and let SQLAlchemy emit BEGIN itself (the `begin` listener), so a migration
+    # is one transaction and a batch of writes is too.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    if wal:  # not while checking a file that may not be ours: it rewrites the file's header
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def create_sync_engine_for(location: Location) -> Engine | None:
+    """For an SQLite file, a synchronous engine with the same settings (the ledger writer runs
+    its commits on it, in a thread of its own); None for other databases."""
+    if location.dialect != "sqlite":
+        return None
+    engine = create_engine(location.url.set(drivername="sqlite"))
+    event.listen(engine, "connect", functools.partial(_sqlite_connect, wal=True))
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEngine:
+    """The engine for a ledger; `checking` for one that may not be ours yet (no WAL switch).
+    (SQLAlchemy's asyncio layer brings its ORM with it: imported here, not by `status`.)"""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if location.dialect == "postgresql":
+        # A server restarted under a run leaves dead connections in the pool: test each one.
+        return create_async_engine(location.url, pool_pre_ping=True)
+    engine = create_async_engine(location.url)
+    if location.dialect == "sqlite":
+        connect = functools.partial(_sqlite_connect, wal=not checking)
+        event.listen(engine.sync_engine, "connect", connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    return engine
+
+
+OUR_TABLES_QUERY = text("SELECT 1 FROM runs, sources, contents WHERE 1 = 0")
+REVISION_QUERY = text("SELECT version_num FROM alembic_version")
+
+
+async def schema_revision(location: Location) -> str | None:
+    """The ledger's schema revision, read without Alembic; None when it has none (new, empty,
+    or not a ledger: the migrations then look closer)."""
+    engine = create_engine_for(location, checking=True)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(OUR_TABLES_QUERY)  # fails unless every table of ours is there
+            revision = await conn.scalar(REVISION_QUERY)
+            return None if revision is None else str(revision)
+    except DBAPIError:
+        return None
+    finally:
+        await engine.dispose()

@@ -1,0 +1,186 @@
+"""The ledger's queries, in SQLAlchemy Core only (no engine, no ORM): shared by the async
+repository (`store.py`), the writer's statements, and `status`, which reads an SQLite ledger
+synchronously so that it starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, and_, bindparam, case, cast, func, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import Select
+
+from pipeline.ledger.models import contents, runs, sources
+from pipeline.states import ContentStatus, RunStatus, SourceStatus
+
+
+def db_epoch(dialect: str) -> ColumnElement[float]:
+    """The database's clock, in epoch seconds (several hosts' clocks need not agree)."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", func.clock_timestamp()), Float)
+    return cast((func.julianday("now") - 2440587.5) * 86400.0, Float)
+
+
+def live_runs(now: ColumnElement[float]) -> ColumnElement[bool]:
+    """Runs still going: marked running, with a heartbeat younger than their lease."""
+    return and_(
+        runs.c.status == RunStatus.RUNNING,
+        runs.c.heartbeat_at.is_not(None),
+        runs.c.heartbeat_at + func.coalesce(runs.c.lease, 60.0) >= now,
+    )
+
+
+def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Insert:
+    """INSERT with ON CONFLICT support for this dialect (the two share one API)."""
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+STATE_QUERY = (
+    select(
+        sources.c.source,
+        sources.c.purpose,
+        sources.c.id,
+        sources.c.size,
+        sources.c.mtime_ns,
+        sources.c.sha256,
+        sources.c.status,
+        sources.c.retryable,
+        sources.c.error,
+        sources.c.content_id,
+        contents.c.status,
+        contents.c.retryable,
+    )
+    .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+    .where(sources.c.source.in_(bindparam("keys", expanding=True)))
+)
+
+
+EXPORT_FIELDS = (
+    "source",
+    "purpose",
+    "sha256",
+    "status",
+    "voice_id",
+    "instrumental_id",
+    "error",
+    "attempts",
+    "retryable",
+    "trace_id",
+    "size",
+    "kind",
+    "filename",
+    "line",
+    "external_id",
+)
+EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text
+
+
+def export_query() -> Any:
+    return (
+        select(
+            func.coalesce(sources.c.written, sources.c.source).label("source"),
+            sources.c.purpose,
+            sources.c.sha256,
+            effective_status().label("status"),
+            contents.c.voice_id,
+            contents.c.instrumental_id,
+            func.coalesce(sources.c.error, contents.c.error).label("error"),
+            func.coalesce(contents.c.attempts, 0).label("attempts"),
+            case(
+                (sources.c.status == SourceStatus.FAILED, sources.c.retryable),
+                else_=func.coalesce(contents.c.retryable, 0),
+            ).label("retryable"),
+            contents.c.trace_id,
+            sources.c.size,
+            sources.c.kind,
+            sources.c.filename,
+            sources.c.line,
+            sources.c.external_id,
+            sources.c.extra,
+        )
+        .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+        .order_by(sources.c.id)
+    )
+
+
+def json_lines_query() -> Any:
+    """`_export_query`, each row as one JSON object made by SQLite (the same fields, in the same
+    order, `retryable` a boolean, `extra` only where there is one)."""
+    base = export_query()
+    columns = {column.name: column for column in base.selected_columns}
+    pairs: list[Any] = []
+    for name in EXPORT_FIELDS:
+        value = columns[name]
+        if name == "retryable":
+            value = func.json(case((value != 0, "true"), else_="false"))
+        pairs += [literal(name), value]
+    record = func.json_object(*pairs)
+    extra = columns["extra"]
+    line = case((extra.is_(None), record), else_=func.json_set(record, "$.extra", func.json(extra)))
+    return base.with_only_columns(line)
+
+
+def effective_status() -> Any:
+    """What a source shows: its own failure, else its content's status (the copy kept on the
+    source row, so no join is needed), else pending."""
+    return case(
+        (sources.c.status != SourceStatus.OK, sources.c.status),
+        (sources.c.content_status.is_(None), ContentStatus.PENDING),
+        else_=sources.c.content_status,
+    )
+
+
+def counts_query() -> Select[Any]:
+    """Sources by (status, content status, purpose): one pass over `ix_sources_state`."""
+    return select(
+        sources.c.status, sources.c.content_status, sources.c.purpose, func.count()
+    ).group_by(sources.c.status, sources.c.content_status, sources.c.purpose)
+
+
+def shown_counts(rows: Iterable[Any]) -> list[tuple[str, str, int]]:
+    """(purpose, status, sources) from `counts_query`'s rows, with the status exports show."""
+    totals: collections.Counter[tuple[str, str]] = collections.Counter()
+    for status, content_status, purpose, n in rows:
+        shown = status if status != SourceStatus.OK else content_status
+        totals[(str(purpose), str(shown or ContentStatus.PENDING))] += int(n)
+    return [(purpose, status, n) for (purpose, status), n in sorted(totals.items())]
+
+
+def error_queries() -> tuple[Select[Any], Select[Any]]:
+    """Reasons of sources not done, counted: their own failures, and their contents'."""
+    own = (
+        select(sources.c.error, func.count())
+        .where(sources.c.status == SourceStatus.FAILED, sources.c.error.is_not(None))
+        .group_by(sources.c.error)
+    )
+    content = (
+        select(contents.c.error, func.count())
+        .select_from(sources.join(contents, sources.c.content_id == contents.c.id))
+        .where(
+            sources.c.status == SourceStatus.OK,
+            sources.c.content_status.in_([ContentStatus.FAILED, ContentStatus.PENDING]),
+            contents.c.error.is_not(None),
+        )
+        .group_by(contents.c.error)
+    )
+    return own, content
+
+
+def top_errors(rows: Iterable[Any], limit: int) -> list[tuple[str, int]]:
+    totals: collections.Counter[str] = collections.Counter()
+    for error, n in rows:
+        totals[str(error)] += int(n)
+    return totals.most_common(limit)
+
+
+def last_runs_query(limit: int) -> Select[Any]:
+    return select(runs).order_by(runs.c.id.desc()).limit(limit)
+
+
+def running_query() -> Select[Any]:
+    return select(runs).where(runs.c.status == RunStatus.RUNNING).order_by(runs.c.id)
