@@ -104,7 +104,9 @@ class Writer:
         try:
             yield self
             if self.failure is None:
-                await self.flush()
+                # A failure here is kept in `self.failure` for the caller to report.
+                with contextlib.suppress(LedgerWriteError):
+                    await self.flush()
         finally:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -221,7 +223,9 @@ class Writer:
             batch, self._ops = self._ops, []
             try:
                 results = await self._commit_patiently(batch)
-                self._look_at_file()
+                # A flush (the end of a run included) always looks: a run shorter than the
+                # watch interval must not report success for writes into a removed file.
+                self._look_at_file(force=any(op.kind == "flush" for op in batch))
             except (DBAPIError, _FileGone) as exc:
                 self._fail(batch, exc)
                 return
@@ -272,9 +276,9 @@ class Writer:
         """The ledger is a file on this host (SQLite)."""
         return self._watch is not None
 
-    def _look_at_file(self) -> None:
+    def _look_at_file(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if self._watch is None or now - self._looked < WATCH_EVERY:
+        if self._watch is None or (not force and now - self._looked < WATCH_EVERY):
             return
         self._looked = now
         if _identity(self._watch) != self._identity:
