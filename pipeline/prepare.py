@@ -136,12 +136,9 @@ class Preparer:
     async def _claim(self, entry: Entry) -> bool:
         """On a shared ledger, claim the source just before its bytes are read: False when
         another live run holds it (it comes back to this one if that run dies)."""
-        claims = self.writer.claims if self.writer is not None else None
-        if claims is None:
+        if self.writer is None or self.writer.claims is None:
             return True
-        row = claim_row(entry, self.ledger.clock())
-        ours = await self.writer.call(lambda conn: claims.sources(conn, [row]))  # type: ignore[union-attr]
-        if ours:
+        if await self.writer.claim_source(claim_row(entry, self.ledger.clock())):
             return True
         self.tally.elsewhere += 1
         return False

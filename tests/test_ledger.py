@@ -238,3 +238,42 @@ async def _fail_under_a_held_lock(tmp_path: Path, writer: Writer) -> None:
     assert failures and writer.failure is failures[0]
     with pytest.raises(LedgerError):
         writer.attempt(link.content_id)
+
+
+async def test_a_claim_never_waits_for_another_run_s_row_lock(pg_url: str) -> None:
+    """Three runs walking one folder claimed the same rows in their own orders and deadlocked
+    every few seconds (PostgreSQL needs 1 s to see each deadlock): a claim of a row another
+    run's open transaction holds now says "not ours" at once, and a free row is still taken."""
+    from sqlalchemy import update
+
+    from pipeline.ledger.claims import Claims
+    from pipeline.ledger.models import sources
+
+    ledger = await open_ledger(pg_url)
+    first = await ledger.start_run(pid=1, host="h", command="c")
+    second = await ledger.start_run(pid=2, host="h", command="c")
+    mine, theirs = Claims("postgresql", first, 60.0), Claims("postgresql", second, 60.0)
+    rows = [
+        {"source": f"/cat/{name}.wav", "purpose": "song", "kind": "file", "written": "x",
+         "status": "ok", "retryable": 0, "origin": "/cat", "created_at": 0.0, "updated_at": 0.0}
+        for name in ("a", "b")
+    ]  # fmt: skip
+    engine = create_sync_engine_for(ledger.location)
+    assert engine is None  # PostgreSQL: the ledger's async engine, as the writer uses it
+    async with ledger.engine.connect() as holder, ledger.engine.connect() as other:
+        async with holder.begin():
+            assert await holder.run_sync(mine.sources, rows) == {
+                ("/cat/a.wav", "song"),
+                ("/cat/b.wav", "song"),
+            }
+        await holder.begin()
+        released = update(sources).where(sources.c.source == "/cat/b.wav")
+        await holder.execute(released.values(claimed_by=None, claimed_until=None))  # free, locked
+        async with other.begin():
+            got = await asyncio.wait_for(other.run_sync(theirs.sources, rows), timeout=0.5)
+        assert got == set()  # a: held by the first run; b: free but locked by its transaction
+        await holder.commit()
+        async with other.begin():
+            got = await asyncio.wait_for(other.run_sync(theirs.sources, rows), timeout=0.5)
+        assert got == {("/cat/b.wav", "song")}
+    await ledger.close()

@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from pipeline.ledger.models import contents, runs, sources
@@ -51,27 +51,65 @@ class Claims:
         return or_(table.c.claimed_by.is_(None), table.c.claimed_until < self.now)
 
     def sources(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> set[tuple[str, str]]:
-        """Claim these sources (inserting the new ones); the (source, purpose) keys now ours."""
+        """Claim these sources (inserting the new ones); the (source, purpose) keys now ours.
+
+        It never waits for another run's row lock, so it cannot close a deadlock with a run
+        whose commit holds rows this one wants: a free row locked at this moment is left to
+        whoever holds it (if nobody ends up claiming it, it comes back through `take_over`).
+        Only the keys not in the table yet are inserted, in key order, so two runs inserting
+        the same new keys wait for each other in the same order."""
         if not rows:
             return set()
-        claimed = [r | {"claimed_by": self.run_id, "claimed_until": self.until} for r in rows]
-        insert = dialect_insert(self.dialect, sources).values(claimed)
-        statement = insert.on_conflict_do_update(
-            index_elements=["source", "purpose"],
-            set_={"claimed_by": self.run_id, "claimed_until": self.until},
-            where=self._free(sources),
-        ).returning(sources.c.source, sources.c.purpose)
-        return {(row[0], row[1]) for row in conn.execute(statement)}
+        ordered = sorted(rows, key=lambda r: (r["source"], r["purpose"]))
+        keys = [(r["source"], r["purpose"]) for r in ordered]
+        key = tuple_(sources.c.source, sources.c.purpose)
+        existing = {
+            (r[0], r[1])
+            for r in conn.execute(select(sources.c.source, sources.c.purpose).where(key.in_(keys)))
+        }
+        ours: set[tuple[str, str]] = set()
+        if existing:
+            free = (
+                select(sources.c.id)
+                .where(key.in_(sorted(existing)), self._free(sources))
+                .order_by(sources.c.source, sources.c.purpose)
+                .with_for_update(skip_locked=True)
+            )
+            taken = conn.execute(
+                update(sources)
+                .where(sources.c.id.in_(free.scalar_subquery()))
+                .values(claimed_by=self.run_id, claimed_until=self.until)
+                .returning(sources.c.source, sources.c.purpose)
+            )
+            ours.update((r[0], r[1]) for r in taken)
+        new = [
+            r | {"claimed_by": self.run_id, "claimed_until": self.until}
+            for r in ordered
+            if (r["source"], r["purpose"]) not in existing
+        ]
+        if new:
+            insert = dialect_insert(self.dialect, sources).values(new)
+            statement = insert.on_conflict_do_nothing(
+                index_elements=["source", "purpose"]
+            ).returning(sources.c.source, sources.c.purpose)
+            ours.update((r[0], r[1]) for r in conn.execute(statement))
+        return ours
 
     def contents(self, conn: Connection, ids: Iterable[int]) -> set[int]:
         """Claim these contents for upload where they are pending and free; the ids now ours."""
         wanted = sorted(set(ids))
         if not wanted:
             return set()
-        statement = (
-            update(contents)
+        free = (
+            select(contents.c.id)
             .where(contents.c.id.in_(wanted), contents.c.status == ContentStatus.PENDING)
             .where(self._free(contents))
+            .order_by(contents.c.id)
+            .with_for_update(skip_locked=True)  # never waits: see `sources`
+        )
+        statement = (
+            update(contents)
+            .where(contents.c.id.in_(free.scalar_subquery()))
             .values(claimed_by=self.run_id, claimed_until=self.until)
             .returning(contents.c.id)
         )

@@ -6,7 +6,11 @@ is one hand-off to that thread (not one per statement); on PostgreSQL through th
 engine's `run_sync`.
 
 Rows are sorted by their key: two runs writing the same rows (on a shared ledger) then lock them
-in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. A link
+in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. The
+source claims queued for one commit go first, as one claim (`Claims.sources`), which never
+waits for another run's row lock: claims taken one statement each, in the order each run's
+workers asked, deadlocked three runs walking one folder every few seconds (and PostgreSQL
+takes its `deadlock_timeout`, 1 s, to see each one). A link
 gets or creates its content and reads it back (INSERT ... ON CONFLICT ... RETURNING would do it
 in one, but SQLAlchemy compiles an executemany RETURNING afresh each time,
 which costs more than a second, cached, statement).
@@ -39,7 +43,7 @@ class Link:
 
 
 class Op(Protocol):
-    kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
+    kind: str  # claim | source | link | leave | reset | attempt | done | failed | call | flush
     params: dict[str, Any]
     work: Callable[[Connection], Any] | None
 
@@ -128,6 +132,8 @@ class Statements:
 
     def apply(self, conn: Connection, batch: Sequence[Op]) -> list[Any]:
         """Apply a batch in one transaction (the caller's); each op's result, in order."""
+        claims = [op.params for op in batch if op.kind == "claim"]
+        claimed = self.claims.sources(conn, claims) if self.claims is not None else set()
         called = {id(op): op.work(conn) for op in batch if op.work is not None}
         links = self._links(conn, [op for op in batch if op.kind == "link"])
         for op in batch:
@@ -145,7 +151,7 @@ class Statements:
             if kind in _MIRRORED and rows:
                 mirrored = [{"c_id": r["c_id"], "m_status": _MIRRORED[kind]} for r in rows]
                 _many(conn, self.mirror, mirrored)
-        return [_result(o, links, called) for o in batch]
+        return [_result(o, links, called, claimed) for o in batch]
 
     def _links(self, conn: Connection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
         """Get or create each content, and read it back."""
@@ -193,7 +199,14 @@ def _row_key(params: dict[str, Any]) -> tuple[int, str, str]:
     return (params.get("c_id", 0), params.get("b_source", ""), params.get("b_purpose", ""))
 
 
-def _result(op: Op, links: dict[tuple[str, str], Link], called: dict[int, Any]) -> Any:
+def _result(
+    op: Op,
+    links: dict[tuple[str, str], Link],
+    called: dict[int, Any],
+    claimed: set[tuple[str, str]],
+) -> Any:
+    if op.kind == "claim":
+        return (op.params["source"], op.params["purpose"]) in claimed
     if op.kind == "link":
         return links[(op.params["c_sha256"], op.params["purpose"])]
     return called.get(id(op))

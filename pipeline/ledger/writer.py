@@ -48,7 +48,7 @@ WATCH_EVERY = 1.0  # seconds between looks at the ledger file's identity
 
 @dataclasses.dataclass(slots=True)
 class _Op:
-    kind: str  # source | link | leave | reset | attempt | done | failed | call | flush
+    kind: str  # claim | source | link | leave | reset | attempt | done | failed | call | flush
     params: dict[str, Any]
     future: asyncio.Future[Any] | None = None
     work: Callable[[Connection], Any] | None = None
@@ -164,6 +164,12 @@ class Writer:
             return await self.call(lambda conn: claims.reset(conn, content_id))
         self._submit(_Op("reset", {"c_id": content_id, "updated_at": self._clock()}))
         return True
+
+    async def claim_source(self, row: dict[str, Any]) -> bool:
+        """On a shared ledger, claim a source (a row as `Claims.sources` takes it); False when
+        another live run holds it. The claims queued for one commit are taken together."""
+        claimed: bool = await self._wait(_Op("claim", row))
+        return claimed
 
     async def call(self, work: Callable[[Connection], T]) -> T:
         """Run `work` inside the next commit (before the other changes queued with it), and

@@ -15,7 +15,14 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
     5. 12 WAVs of 53 MB, --concurrency 4: vs `xargs -P 4 curl`; peak RSS vs small files;
     6. a 1,000,000-entry ledger: `status` time, `export` rows/s; then a 1,000,000-row manifest
        over it: peak RSS;
-    7. a manifest naming one file on many rows: whole-file reads counted with strace.
+    7. a manifest naming one file on many rows: whole-file reads counted with strace;
+    8. flow control (`flow.py`): random slow-downs and faults vs none, a limit on requests a
+       second, a limit on requests open at once, from the sandbox's log of requests;
+    9. a fleet on one PostgreSQL ledger (`fleet.py`): three runs vs one, one of three killed,
+       the ledger's cost per file on PostgreSQL beside SQLite.
+
+`python -m tests.bench NAME ...` runs only the sections named (`noisy`, `rate_limit`, `fleet`,
+...: the functions listed in `__main__.py`).
 
 Missing tools (curl, rclone, hyperfine, strace) are installed with apt-get when possible; else
 the row says which reference was skipped and why. `BENCH_REPEATS=N` sets the repetitions

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import catalogue, ledger, throughput
+from tests.bench import catalogue, fleet, flow, ledger, throughput
 from tests.bench.context import Context
 from tests.bench.harness import QUICK, REPEATS, scaled
 from tests.bench.table import Goal, render
@@ -23,10 +24,25 @@ SECTIONS: list[Section] = [
     throughput.big_row,
     ledger.million,
     ledger.hashed_once,
+    flow.noisy,
+    flow.rate_limit,
+    flow.in_flight_limit,
+    fleet.fleet,
+    fleet.ledger_cost,
 ]
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
+    """Every section, or only those named (e.g. `python -m tests.bench noisy fleet`)."""
+    chosen = [run for run in SECTIONS if not names or run.__name__ in names]
+    unknown = set(names) - {run.__name__ for run in SECTIONS}
+    if unknown:
+        print(
+            f"no such section: {', '.join(sorted(unknown))}; the sections: "
+            + ", ".join(run.__name__ for run in SECTIONS),
+            file=sys.stderr,
+        )
+        return 2
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
     ctx = Context(work)
@@ -35,8 +51,9 @@ def main() -> int:
     goals: list[Goal] = []
     try:
         try:
-            ctx.tree(scaled(20000, 2000))  # the pool of small files, made once
-            for run in SECTIONS:
+            if not names:
+                ctx.tree(scaled(20000, 2000))  # the pool of small files, made once up front
+            for run in chosen:
                 goals += run(ctx)
         finally:
             ctx.close()
@@ -52,4 +69,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

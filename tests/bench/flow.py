@@ -1,0 +1,125 @@
+"""Flow-control rows: ingest against a sandbox that slows it down the ways real services do.
+
+- noisy: 8% of requests answered 429 (Retry-After: 1), 5% `base_resp` 1002, and 16% other
+  faults (8% 503, 4% dropped connections, 4% never answered), at random: the total time against
+  the same catalogue with no faults (goal: within 3x);
+- a real limit, `--max-rps 10`: the accepted pace once settled (goal: 0.85 of the limit or more)
+  and the share of 429s then (goal: under 5%);
+- a limit on requests open at once, 4 with 200 ms latency, `--concurrency 16`: the accepted
+  pace once settled against what the limit allows, 4 / 0.2 s = 20 a second (goal: 0.8 or more),
+  and the share of refusals (`base_resp` 1041) then (goal: under 5%).
+
+"Settled" is everything after the run's first seconds, from the sandbox's own log of requests.
+Every run here caps one backoff at 1 s (`INGEST_BACKOFF_MAX=1`, as the flow tests do): these rows
+measure the pace, and with the default cap (60 s) the few files unlucky several times in a row
+would set the run's length instead.
+A request that is never answered costs the client its `--timeout`; the noisy row sets 3 s (the
+default, 60 s, would make one unlucky file the whole run's length, faults or no faults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tests.bench.context import Context
+from tests.bench.harness import Sample, Sandbox, ingest_run, interleaved, median, scaled
+from tests.bench.table import Goal, line, section
+
+NOISY_FAULTS = (
+    "--throttle-rate", "0.08", "--retry-after", "1", "--busy-rate", "0.05",
+    "--error-rate", "0.08", "--drop-rate", "0.04", "--hang-rate", "0.04",
+)  # fmt: skip
+
+
+def _run(ctx: Context, name: str, sandbox: Sandbox, files: int, *args: str) -> Sample:
+    return ingest_run(
+        str(ctx.tree(files)), "--db", str(ctx.ledger(name)), "--api-url", sandbox.url, *args,
+        sandbox=sandbox, INGEST_BACKOFF_MAX="1",
+    )  # fmt: skip
+
+
+def settled(sandbox: Sandbox, skip: float) -> tuple[list[dict[str, Any]], float]:
+    """The requests after the first `skip` seconds, and the seconds they span."""
+    requests = sorted(sandbox.requests(), key=lambda r: float(r["ts"]))
+    start = float(requests[0]["ts"])
+    later = [r for r in requests if float(r["ts"]) - start >= skip]
+    return later, float(later[-1]["ts"]) - float(later[0]["ts"])
+
+
+def _share(requests: Sequence[dict[str, Any]], outcome: str) -> float:
+    return sum(1 for r in requests if str(r["outcome"]).startswith(outcome)) / len(requests)
+
+
+def _accepted_pace(requests: Sequence[dict[str, Any]], span: float) -> float:
+    return sum(1 for r in requests if r["outcome"] == "ok") / span
+
+
+def noisy(ctx: Context) -> list[Goal]:
+    files, concurrency = scaled(600, 200), 16
+    work = f"{files} files, 10 ms latency, c {concurrency}: 29% slow-downs and faults vs none"
+    section(work)
+    clean, faulty = Sandbox("--latency", "0.01"), Sandbox("--latency", "0.01", *NOISY_FAULTS)
+    args = ("--concurrency", str(concurrency), "--max-attempts", "12", "--timeout", "3")
+    try:
+        results = interleaved(
+            {
+                "no faults": lambda _: _run(ctx, "clean", clean, files, *args),
+                "noisy": lambda _: _run(ctx, "noisy", faulty, files, *args),
+            },
+            budget=120,
+        )
+    finally:
+        clean.stop()
+        faulty.stop()
+    calm, rough = median(results["no faults"]), median(results["noisy"])
+    line(f"no faults {calm:.2f} s, noisy {rough:.2f} s: {rough / calm:.2f}x the time")
+    return [
+        Goal(
+            work, f"{rough:.2f} s", f"no faults {calm:.2f} s", f"{rough / calm:.2f}x the time",
+            "<= 3x", rough <= 3 * calm,
+        )
+    ]  # fmt: skip
+
+
+def rate_limit(ctx: Context) -> list[Goal]:
+    files, limit = scaled(400, 150), 10
+    work = f"{files} files, a limit of {limit} requests/s (429 past it), c 8"
+    section(work)
+    sandbox = Sandbox("--max-rps", str(limit), "--retry-after", "1")
+    try:
+        _run(ctx, "rps", sandbox, files, "--concurrency", "8", "--max-attempts", "20")
+        later, span = settled(sandbox, 4.0)
+    finally:
+        sandbox.stop()
+    pace, refused = _accepted_pace(later, span) / limit, _share(later, "http 429")
+    line(f"after the first 4 s: {pace:.2f} of the limit accepted, {refused:.1%} refused")
+    return [
+        Goal(
+            work, f"{pace * limit:.1f} accepted/s; {refused:.1%} 429", f"limit {limit}/s",
+            f"{pace:.2f} of the limit", ">= 0.85 of the limit, < 5% 429",
+            pace >= 0.85 and refused < 0.05,
+        )
+    ]  # fmt: skip
+
+
+def in_flight_limit(ctx: Context) -> list[Goal]:
+    files, allowed, latency = scaled(500, 200), 4, 0.2
+    work = f"{files} files, {allowed} open allowed (1041 past it), 200 ms latency, c 16"
+    section(work)
+    sandbox = Sandbox("--max-in-flight", str(allowed), "--latency", str(latency))
+    try:
+        _run(ctx, "open", sandbox, files, "--concurrency", "16", "--max-attempts", "20")
+        later, span = settled(sandbox, 2.0)
+    finally:
+        sandbox.stop()
+    limit = allowed / latency
+    pace, refused = _accepted_pace(later, span) / limit, _share(later, "base_resp 1041")
+    line(f"after the first 2 s: {pace:.2f} of the {limit:.0f}/s allowed, {refused:.1%} refused")
+    return [
+        Goal(
+            work, f"{pace * limit:.1f} accepted/s; {refused:.1%} 1041", f"allowed {limit:.0f}/s",
+            f"{pace:.2f} of allowed", ">= 0.8 of allowed, < 5% refused",
+            pace >= 0.8 and refused < 0.05,
+        )
+    ]  # fmt: skip
