@@ -17,7 +17,9 @@ removed on any failure; on success the caller owns it (`Fetched.discard()`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -70,8 +72,12 @@ class HttpFetcher:
         policy: RetryPolicy,
         sleep: Sleep,
         folder: str | None = None,
+        max_held: int | None = None,
     ) -> None:
         self._session = session
+        # Downloads on disk at once (fetched, not yet discarded): jobs waiting out a backoff
+        # keep theirs, and there are several of those per request slot.
+        self._held = asyncio.Semaphore(max_held) if max_held else None
         self._max_size = max_size
         self._timeout = timeout
         self._policy = policy
@@ -79,6 +85,19 @@ class HttpFetcher:
         self._folder = folder
 
     async def fetch(self, url: str) -> Located:
+        """Download `url` into a temporary file; the caller discards it (`Located.discard`),
+        which also lets the next download start when `max_held` of them are on disk."""
+        if self._held is None:
+            return await self._fetch(url)
+        await self._held.acquire()
+        try:
+            located = await self._fetch(url)
+        except BaseException:
+            self._held.release()
+            raise
+        return dataclasses.replace(located, on_discard=self._held.release)
+
+    async def _fetch(self, url: str) -> Located:
         async for attempt in retrying(self._policy, sleep=self._sleep):
             with attempt:
                 return await self._once(url)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -78,14 +78,21 @@ class Located:
     body: Body
     audio: AudioInfo | None = None  # None until probed
     temporary: Path | None = None  # a download's temporary file, removed by `discard`
+    on_discard: Callable[[], None] | None = None  # called once, when the temporary file goes
 
     @property
     def size(self) -> int:
         return self.body.size
 
     def discard(self) -> None:
-        if self.temporary is not None:
-            self.temporary.unlink(missing_ok=True)
+        if self.temporary is None:
+            return
+        try:
+            self.temporary.unlink()
+        except FileNotFoundError:
+            return  # discarded already
+        if self.on_discard is not None:
+            self.on_discard()
 
 
 @dataclasses.dataclass(frozen=True)

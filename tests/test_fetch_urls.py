@@ -147,3 +147,32 @@ def test_wire_url_keeps_the_text_and_escapes_only_what_http_cannot_carry(
     written: str, sent: str
 ) -> None:
     assert str(wire_url(written)) == sent
+
+
+async def test_downloads_on_disk_at_once_are_bounded_until_discarded(served: Path) -> None:
+    """Jobs waiting out a backoff keep their downloaded file: `max_held` of them at most."""
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    async with aiohttp.ClientSession() as session:
+        fetcher = HttpFetcher(
+            session, max_size=1 << 20, timeout=5, policy=RetryPolicy(max_attempts=1),
+            sleep=no_wait, max_held=2,
+        )  # fmt: skip
+        with FileServer(served) as server:
+            url = server.url("/files/a.wav")
+            first, second = await fetcher.fetch(url), await fetcher.fetch(url)
+            third = asyncio.create_task(fetcher.fetch(url))
+            await asyncio.sleep(0.3)
+            assert not third.done()  # two on disk: the third waits
+            first.discard()
+            first.discard()  # a second discard frees nothing more
+            located = await asyncio.wait_for(third, timeout=5)
+            fourth = asyncio.create_task(fetcher.fetch(url))
+            await asyncio.sleep(0.3)
+            assert not fourth.done()
+            second.discard()
+            (await asyncio.wait_for(fourth, timeout=5)).discard()
+            located.discard()
+    assert first.temporary is not None and not first.temporary.exists()

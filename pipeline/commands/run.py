@@ -341,6 +341,7 @@ def _fetcher(settings: Settings, session: aiohttp.ClientSession, stop: Stop) -> 
         timeout=settings.timeout,
         policy=policy_from(settings),
         sleep=sleep,
+        max_held=settings.concurrency * 4,  # downloads on disk at once
     )
 
 
