@@ -1,5 +1,5 @@
 """`python -m pipeline` is the same as the `ingest` console script."""
 
-from pipeline.cli import main
+from pipeline.cli import console
 
-raise SystemExit(main())
+console()

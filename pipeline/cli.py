@@ -203,6 +203,20 @@ FLAG_SETTINGS = (
 )
 
 
+def console() -> NoReturn:
+    """The `ingest` command (and `python -m pipeline`): `main`, then exit.
+
+    Before exiting, every object alive is moved out of the garbage collector's sight
+    (`gc.freeze`): the interpreter's last full collection at exit walks everything the imports
+    built (SQLAlchemy, aiohttp, Alembic), which cost 0.2 s of every command, a quarter of a
+    short run. Nothing is left undone by it: files, connections and threads are closed by then."""
+    code = main()
+    import gc
+
+    gc.freeze()
+    sys.exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sandbox":
