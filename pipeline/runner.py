@@ -30,11 +30,10 @@ T = TypeVar("T")
 
 _DONE = object()  # end-of-stream marker in the queues
 # Upload tasks per request slot: a task waiting out its backoff holds no slot, so others send.
-# With a fast service and many slow-downs, most tasks are waiting: at 10 ms a request and 13%
-# of answers asking for a 1 s wait, four per slot kept a third of the slots idle (600 files,
-# 29% faults: 5.5 s, against 4.8 s with sixteen). A waiting task costs a coroutine and its
-# job; downloaded files held by jobs are bounded by the fetcher (`max_held`).
-UPLOAD_TASKS_PER_SLOT = 16
+# Sixteen were tried against 600 files with 29% faults at 10 ms a request: 5.1 s against 5.2 s
+# (medians of three, interleaved; the run's length is set by its unluckiest file), for 30 MB
+# more at 20,000 files. With a real service's seconds-long uploads four is plenty.
+UPLOAD_TASKS_PER_SLOT = 4
 
 
 class Runner:

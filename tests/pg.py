@@ -26,7 +26,8 @@ HOW = (
 )
 
 
-async def _admin(statement: str) -> None:
+async def admin(statement: str) -> None:
+    """Run one statement as the admin user (CREATE / DROP DATABASE)."""
     conn = await asyncpg.connect(ADMIN_URL, timeout=5)
     try:
         await conn.execute(statement)
@@ -34,12 +35,14 @@ async def _admin(statement: str) -> None:
         await conn.close()
 
 
-def _reachable() -> bool:
+def unreachable() -> str | None:
+    """Why no PostgreSQL answers at ADMIN_URL, or None when one does."""
     try:
-        asyncio.run(_admin("SELECT 1"))
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    return True
+        asyncio.run(admin("SELECT 1"))
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        shown = make_url(ADMIN_URL).render_as_string(hide_password=True)
+        return f"no PostgreSQL at {shown} ({type(exc).__name__})"
+    return None
 
 
 _REACHABLE: bool | None = None
@@ -48,7 +51,7 @@ _REACHABLE: bool | None = None
 def require_server() -> None:
     global _REACHABLE
     if _REACHABLE is None:
-        _REACHABLE = _reachable()
+        _REACHABLE = unreachable() is None
     if not _REACHABLE:
         if REQUIRED:
             pytest.fail(f"INGEST_TEST_PG_REQUIRED=1 but no PostgreSQL answers at {ADMIN_URL}")
@@ -59,8 +62,8 @@ def fresh_database() -> Iterator[str]:
     """A new, empty database; its URL (for `--db`) while the test runs; dropped after."""
     require_server()
     name = f"ingest_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
         yield make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
 import signal
 import subprocess
 import time
@@ -30,7 +29,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 from sqlalchemy.engine import make_url
 
 from tests.bench.context import Context
@@ -47,40 +45,23 @@ from tests.bench.harness import (
     summary_count,
 )
 from tests.bench.table import Goal, line, section, skipped
+from tests.pg import ADMIN_URL, admin, unreachable
 
-ADMIN_URL = os.environ.get("INGEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LATENCY, CONCURRENCY, LEASE = 0.2, 8, 15
-
-
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL, timeout=5)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _unreachable() -> str | None:
-    try:
-        asyncio.run(_admin("SELECT 1"))
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        shown = make_url(ADMIN_URL).render_as_string(hide_password=True)
-        return f"no PostgreSQL at {shown} ({type(exc).__name__})"
-    return None
 
 
 @contextlib.contextmanager
 def database() -> Iterator[str]:
     """A fresh database with the ledger's tables; its URL for `--db`; dropped afterwards."""
     name = f"ingest_bench_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     try:
         url = make_url(ADMIN_URL).set(database=name).render_as_string(hide_password=False)
         argv = [INGEST, "db", "upgrade", "--db", url]
         subprocess.run(argv, env=ingest_env(), check=True, stdout=subprocess.DEVNULL)
         yield url
     finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def _start(tree: Path, db: str, sandbox: Sandbox, *extra: str) -> subprocess.Popen[bytes]:
@@ -129,7 +110,7 @@ def fleet(ctx: Context) -> list[Goal]:
     work = f"{files:,} files, 200 ms latency: three runs at c {CONCURRENCY} on one PostgreSQL"
     section(work)
     goal = "<= 0.4 of one run's time; each content sent once"
-    why = _unreachable()
+    why = unreachable()
     if why:
         line(f"skipped: {why}")
         return [skipped(work, goal, why), *kill_row(ctx, None)]
@@ -212,7 +193,7 @@ def ledger_cost(ctx: Context) -> list[Goal]:
     files = scaled(2000, 400)
     work = f"{files:,} files, no latency, c 32: ledger cost per file, PostgreSQL vs SQLite"
     section(work)
-    why = _unreachable()
+    why = unreachable()
     if why:
         line(f"skipped: {why}")
         return [skipped(work, "(kept for reference)", why)]
