@@ -15,7 +15,8 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
     5. 12 WAVs of 53 MB, --concurrency 4: vs `xargs -P 4 curl`; peak RSS vs small files;
     6. a 1,000,000-entry ledger: `status` time, `export` rows/s; then a 1,000,000-row manifest
        over it: peak RSS;
-    7. a manifest naming one file on many rows: whole-file reads counted with strace;
+    7. a manifest naming one file on many rows: whole-file reads counted with strace; the
+       probe's cost per file by kind (`probing.py`);
     8. flow control (`flow.py`): random slow-downs and faults vs none, a limit on requests a
        second, a limit on requests open at once, from the sandbox's log of requests;
     9. a fleet on one PostgreSQL ledger (`fleet.py`): three runs vs one, one of three killed,
