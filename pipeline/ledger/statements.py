@@ -10,10 +10,11 @@ in the same order, which keeps deadlocks between them rare; a deadlock is retrie
 source claims queued for one commit go first, as one claim (`Claims.sources`), which never
 waits for another run's row lock: claims taken one statement each, in the order each run's
 workers asked, deadlocked three runs walking one folder every few seconds (and PostgreSQL
-takes its `deadlock_timeout`, 1 s, to see each one). A link
-gets or creates its content and reads it back (INSERT ... ON CONFLICT ... RETURNING would do it
-in one, but SQLAlchemy compiles an executemany RETURNING afresh each time,
-which costs more than a second, cached, statement).
+takes its `deadlock_timeout`, 1 s, to see each one).
+
+A link gets or creates its content and reads it back (INSERT ... ON CONFLICT ... RETURNING would
+do it in one, but SQLAlchemy compiles an executemany RETURNING afresh each time, which costs more
+than a second, cached, statement).
 """
 
 from __future__ import annotations
