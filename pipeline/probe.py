@@ -16,7 +16,7 @@ from pathlib import Path
 from pipeline.audio import mp3, wav
 from pipeline.audio.info import CONTENT_TYPES, AudioInfo, LengthFrom
 from pipeline.audio.reader import BytesReader, FileReader, Reader
-from pipeline.audio.tags import id3v2_size, skip_id3v2
+from pipeline.audio.tags import skip_id3v2
 from pipeline.errors import PermanentError
 
 __all__ = [
@@ -56,8 +56,6 @@ def sniff(head: bytes) -> str:
     for offset, magic, name in _OTHER_FORMATS:
         if head[offset : offset + len(magic)] == magic:
             return name
-    if head[:3] == b"ID3":
-        return _sniff_after_id3(head)
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
         layer = (head[1] >> 1) & 0x3
         if layer == 0b01:
@@ -66,12 +64,6 @@ def sniff(head: bytes) -> str:
             return "AAC (ADTS)"
         return "MPEG audio layer I/II"
     return ""
-
-
-def _sniff_after_id3(head: bytes) -> str:
-    rest = head[id3v2_size(head) :]
-    # A tag longer than what we read: trust the tag; the probe checks the frames.
-    return sniff(rest) if len(rest) >= 12 else "mp3"
 
 
 def probe(path: Path) -> AudioInfo:

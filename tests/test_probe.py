@@ -113,6 +113,13 @@ def test_sniff_names_layer_two_mpeg() -> None:
     assert sniff(b"RF64\xff\xff\xff\xffWAVEds64") == "wav"
 
 
+def test_a_malformed_id3_tag_is_refused_not_a_crash() -> None:
+    """An ID3 header whose size bytes are not synchsafe is no tag: the bytes after it are
+    judged as they are (this once recursed until Python gave up)."""
+    with pytest.raises(PermanentError):
+        probe_bytes(b"ID3\x03\x00\x00\x80" + bytes(40))
+
+
 # ---------------------------------------------------------------- limits and their reasons
 
 
