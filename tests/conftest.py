@@ -7,6 +7,7 @@ released). The subclass supplies a finished writer, which is all a mocked respon
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -51,6 +52,10 @@ class SandboxServer:
     def requests(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.base}/_sandbox/requests", timeout=10) as resp:
             return list(json.load(resp))
+
+    def accepted(self) -> collections.Counter[str]:
+        """Uploads the sandbox accepted, per content (sha256)."""
+        return collections.Counter(r["sha256"] for r in self.requests() if r["outcome"] == "ok")
 
 
 def start_sandbox(tmp_path: Path, *flags: str, key: str = DEMO_KEY) -> SandboxServer:

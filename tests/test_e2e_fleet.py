@@ -6,7 +6,6 @@ saying how to run them (and fail in CI, which requires one).
 
 from __future__ import annotations
 
-import collections
 import json
 import signal
 import subprocess
@@ -30,10 +29,6 @@ from tests.conftest import (
 pytestmark = pytest.mark.e2e
 
 
-def uploads(server: SandboxServer) -> collections.Counter[str]:
-    return collections.Counter(r["sha256"] for r in server.requests() if r["outcome"] == "ok")
-
-
 def start_run(tmp_path: Path, db: str, url: str, *extra: str) -> subprocess.Popen[str]:
     return start_cli(tmp_path, "run", "cat", "--db", db, "--api-url", url, *extra)
 
@@ -53,7 +48,7 @@ def test_a_run_and_a_rerun_on_each_backend(
     assert first.code == 0, first.stderr
     again = run_cli("run", "cat", "--db", ledger_url, "--api-url", sandbox.url, cwd=tmp_path)
     assert again.code == 0, again.stderr
-    assert len(sandbox.requests()) == 12 and set(uploads(sandbox).values()) == {1}
+    assert len(sandbox.requests()) == 12 and set(sandbox.accepted().values()) == {1}
     records = export(tmp_path, ledger_url)
     assert len(records) == 12 and all(r["status"] == "done" for r in records)
 
@@ -66,7 +61,7 @@ def test_three_runs_on_one_catalogue_share_the_work_and_send_each_content_once(
     runs = [start_run(tmp_path, pg_url, slow_sandbox.url, "--concurrency", "4") for _ in range(3)]
     outputs = [run.communicate(timeout=120) for run in runs]
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
-    sent = uploads(slow_sandbox)
+    sent = slow_sandbox.accepted()
     assert len(sent) == 150 and set(sent.values()) == {1}
     shares = [int(out.split("uploaded")[1].split()[0]) for out, _ in outputs]
     assert sum(shares) == 150 and sum(1 for n in shares if n > 0) >= 2, shares
@@ -88,7 +83,7 @@ def test_a_run_killed_mid_way_is_taken_over_by_the_runs_still_going(
         _, stderr = run.communicate(timeout=120)
         assert run.returncode == 0, stderr
     assert time.monotonic() - killed_at < 60
-    sent = uploads(slow_sandbox)
+    sent = slow_sandbox.accepted()
     assert len(sent) == 160
     assert sum(n - 1 for n in sent.values()) <= 4  # at most what the killed run had in flight
     assert all(r["status"] == "done" for r in export(tmp_path, pg_url))
@@ -138,7 +133,7 @@ def test_a_dropped_database_connection_is_survived(
     assert run.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert all(r["status"] == "done" for r in export(tmp_path, pg_url))
-    assert len(uploads(slow_sandbox)) == 60
+    assert len(slow_sandbox.accepted()) == 60
 
 
 def test_the_metrics_file_has_the_run_s_figures(tmp_path: Path, sandbox: SandboxServer) -> None:
