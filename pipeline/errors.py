@@ -98,10 +98,6 @@ class TransientError(EntryError):
         self.slowdown = slowdown
         self.unreachable = unreachable
 
-    @property
-    def throttled(self) -> bool:
-        return self.slowdown is not None
-
 
 class PermanentError(EntryError):
     """Retrying cannot help; the entry is recorded failed with this reason."""

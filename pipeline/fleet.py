@@ -48,14 +48,12 @@ class Fleet:
         rate: float | None,
         throttle: Throttle | None,
         figures: Callable[[], dict[str, Any]],
-        run_id: int,
     ) -> None:
         self.writer = writer
         self.lease = lease
         self.rate = rate
         self.throttle = throttle
         self.figures = figures
-        self.run_id = run_id
         self.live = 1  # runs live on this ledger, this one included, at the last heartbeat
         self.on_beat: Callable[[dict[str, Any]], None] = lambda figures: None
 
@@ -78,7 +76,7 @@ class Fleet:
         summary = json.dumps(figures, sort_keys=True)
         claims = self.writer.claims
         if claims is None:
-            await self.writer.call(lambda conn: _plain_heartbeat(conn, self.run_id, summary))
+            await self.writer.call(lambda conn: _plain_heartbeat(conn, self.writer.run_id, summary))
             return
         live = await self.writer.call(lambda conn: claims.heartbeat(conn, summary))
         if live != self.live:

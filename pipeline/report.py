@@ -33,7 +33,6 @@ class Tally:
     failed: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     left: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     retries: int = 0  # attempts beyond the first
-    in_flight: int = 0
     sending: dict[int, str] = dataclasses.field(default_factory=dict)  # content id -> source
     would_upload: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     would_upload_bytes: collections.Counter[str] = dataclasses.field(
@@ -41,6 +40,11 @@ class Tally:
     )
     crawl: CrawlStats = dataclasses.field(default_factory=CrawlStats)
     sources_done: bool = False  # every entry has been read from the sources
+
+    @property
+    def in_flight(self) -> int:
+        """Uploads on the wire now (each content is sent by one request at a time)."""
+        return len(self.sending)
 
     def mark_sources_done(self) -> None:
         self.sources_done = True

@@ -81,10 +81,8 @@ def retrying(
     *,
     sleep: Sleep,
     rand: Callable[[], float] = random.random,
-    before_sleep: Callable[[int, BaseException | None, float], None] | None = None,
 ) -> AsyncRetrying:
-    """An AsyncRetrying that re-raises the last TransientError when it gives up.
-    `before_sleep(attempt, error, seconds)` is called only when another attempt will follow."""
+    """An AsyncRetrying that re-raises the last TransientError when it gives up."""
 
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -98,15 +96,4 @@ def retrying(
         wait=wait,
         sleep=sleep,
         reraise=True,
-        before_sleep=_announce(before_sleep) if before_sleep else None,
     )
-
-
-def _announce(
-    callback: Callable[[int, BaseException | None, float], None],
-) -> Callable[[RetryCallState], None]:
-    def hook(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        callback(state.attempt_number, error, state.upcoming_sleep or 0.0)
-
-    return hook

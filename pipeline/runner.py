@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from pipeline.model import Job, Stop, Stopped
 from pipeline.prepare import Preparer, Work
 from pipeline.sources import Entry
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 _DONE = object()  # end-of-stream marker in the queues
 # Upload tasks per request slot: a task waiting out its backoff holds no slot, so others send.

@@ -23,7 +23,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 from pipeline.breaker import Breaker, BreakerState, ServiceDown
 from pipeline.errors import (
@@ -42,7 +41,6 @@ from pipeline.states import StopReason
 from pipeline.throttle import Signal, Throttle, signal_of
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class _GaveUp(Exception):
@@ -169,7 +167,6 @@ class Sender:
                 self.throttle.release(signal)
 
     async def _send(self, job: Job) -> UploadResult:
-        self.tally.in_flight += 1
         self.tally.sending[job.content_id] = job.source
         try:
             return await self.uploader.upload(
@@ -179,7 +176,6 @@ class Sender:
                 content_type=job.audio.content_type,
             )
         finally:
-            self.tally.in_flight -= 1
             self.tally.sending.pop(job.content_id, None)
 
     async def _record_failure(self, job: Job, exc: Exception, attempts: int) -> None:

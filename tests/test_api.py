@@ -198,7 +198,7 @@ async def test_429_carries_retry_after(client: UploadClient, wav: Path) -> None:
         mocked.post(URL, status=429, headers={"Retry-After": "4"}, payload={})
         with pytest.raises(TransientError) as caught:
             await upload(client, wav)
-    assert caught.value.retry_after == 4.0 and caught.value.throttled
+    assert caught.value.retry_after == 4.0 and caught.value.slowdown is not None
 
 
 async def test_refused_key_is_fatal_and_never_echoes_it(client: UploadClient, wav: Path) -> None:

@@ -243,7 +243,6 @@ def _build(
             rate=settings.rate,
             throttle=throttle,
             figures=dict,
-            run_id=writer.run_id,
         )
         origins = [os.path.abspath(root.path) for root in roots]
         batches = _chain(batches, fleet.leftovers(origins, stop))

@@ -20,7 +20,7 @@ import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, literal, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
 from pipeline.ledger.models import contents, runs, sources
@@ -189,19 +189,19 @@ class Claims:
     def _unheld_content(self) -> ColumnElement[bool]:
         return or_(contents.c.id.is_(None), self._unheld(contents))
 
-    def held_elsewhere(self, conn: Connection, origins: Sequence[str]) -> int:
-        """Pending sources from these origins that another live run holds (or whose content
-        it is uploading): work that may yet come back to us if that run dies."""
+    def held_elsewhere(self, conn: Connection, origins: Sequence[str]) -> bool:
+        """Whether another live run holds a pending source from these origins (or uploads its
+        content): work that may yet come back to us if that run dies."""
         other = and_(sources.c.claimed_by != self.run_id, sources.c.claimed_until >= self.now)
         other_content = and_(
             contents.c.claimed_by != self.run_id, contents.c.claimed_until >= self.now
         )
-        statement = (
-            select(func.count())
+        held = (
+            select(sources.c.id)
             .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
             .where(_pending_in(origins), or_(other, other_content))
         )
-        return int(conn.scalar(statement) or 0)
+        return bool(conn.scalar(select(exists(held))))  # the first such row will do
 
 
 def _pending_in(origins: Sequence[str]) -> ColumnElement[bool]:

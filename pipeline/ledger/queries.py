@@ -60,6 +60,7 @@ STATE_QUERY = (
 )
 
 
+# One exported record: these fields, in this order (README.md documents them), then `extra`.
 EXPORT_FIELDS = (
     "source",
     "purpose",
@@ -109,7 +110,7 @@ def export_query() -> Any:
 
 
 def json_lines_query() -> Any:
-    """`_export_query`, each row as one JSON object made by SQLite (the same fields, in the same
+    """`export_query`, each row as one JSON object made by SQLite (the same fields, in the same
     order, `retryable` a boolean, `extra` only where there is one)."""
     base = export_query()
     columns = {column.name: column for column in base.selected_columns}

@@ -82,7 +82,6 @@ _MIRRORED = {
 
 class Statements:
     def __init__(self, dialect: str, claims: Claims | None) -> None:
-        self.dialect = dialect
         self.claims = claims
         upsert = dialect_insert(dialect, sources)
         self.source_upsert = upsert.on_conflict_do_update(

@@ -307,6 +307,3 @@ def _read_sqlite(
             write(rows)
     finally:
         conn.close()
-
-
-# One exported record: these fields, in this order (README.md documents them), then `extra`.

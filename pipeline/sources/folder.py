@@ -126,13 +126,14 @@ def _entries(folder: str, listing: Listing, purpose: str | None) -> list[Entry]:
     join = os.path.join
     return [
         Entry(
-            source=source_key(join(folder, name)),
+            source=source_key(path),
             purpose=purpose or "",
             filename=wire_filename(name),
-            path=join(folder, name),
+            path=path,
             error=error,
             size=size,
             mtime_ns=mtime_ns,
         )
         for name, size, mtime_ns in listing.files
+        for path in (join(folder, name),)
     ]
