@@ -79,3 +79,15 @@ async def schema_revision(location: Location) -> str | None:
         return None
     finally:
         await engine.dispose()
+
+
+# PostgreSQL states that pass: a deadlock or serialization failure (the transaction was rolled
+# back whole), a lock not available, the server shutting down or not yet accepting connections.
+PASSING_STATES = frozenset({"40P01", "40001", "55P03", "57P01", "57P02", "57P03"})
+
+
+def passing(exc: DBAPIError) -> bool:
+    """Whether trying the same transaction again can succeed."""
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    lost = exc.connection_invalidated or isinstance(exc.orig, OSError | ConnectionError)
+    return lost or state in PASSING_STATES or state.startswith("08")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pipeline.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.ledger.engines import passing
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
 from pipeline.ledger.queries import (
@@ -185,8 +186,7 @@ class Ledger:
             try:
                 return await self.states(wanted)
             except DBAPIError as exc:
-                lost = exc.connection_invalidated or isinstance(exc.orig, OSError)
-                if not lost:
+                if not passing(exc):  # the same test as the writer's commits
                     raise LedgerWriteError(
                         f"ledger {self.location} cannot be read: {exc.orig}"
                     ) from exc

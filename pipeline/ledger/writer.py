@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from pipeline.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.ledger.claims import Claims
+from pipeline.ledger.engines import passing
 from pipeline.ledger.statements import Link, Statements
 from pipeline.ledger.store import Clock, SourceFacts
 from pipeline.model import UploadResult
@@ -355,18 +356,6 @@ def _identity(path: Path | None) -> tuple[int, int] | None:
     except OSError:
         return None
     return info.st_dev, info.st_ino
-
-
-# PostgreSQL states that pass: a deadlock or serialization failure (the transaction was rolled
-# back whole), a lock not available, the server shutting down or not yet accepting connections.
-PASSING_STATES = frozenset({"40P01", "40001", "55P03", "57P01", "57P02", "57P03"})
-
-
-def passing(exc: DBAPIError) -> bool:
-    """Whether trying the same transaction again can succeed."""
-    state = getattr(exc.orig, "sqlstate", None) or ""
-    lost = exc.connection_invalidated or isinstance(exc.orig, OSError | ConnectionError)
-    return lost or state in PASSING_STATES or state.startswith("08")
 
 
 def _os_reason(exc: DBAPIError) -> str:
