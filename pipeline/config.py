@@ -208,7 +208,14 @@ class Settings:
     backoff_base: float = _field(
         1.0,
         parse_positive_float,
-        "First backoff in seconds; doubles each attempt, with full jitter.",
+        "First backoff in seconds after a slow-down (429, 1002, ...); doubles each attempt, with "
+        "full jitter.",
+    )
+    fault_backoff_base: float = _field(
+        0.05,
+        parse_positive_float,
+        "First backoff in seconds after any other transient fault (a dropped connection, a "
+        "timeout, a 5xx); doubles each attempt, with full jitter.",
     )
     backoff_max: float = _field(60.0, parse_positive_float, "Longest single backoff in seconds.")
     timeout: float = _field(

@@ -193,5 +193,6 @@ def _check_status(resp: aiohttp.ClientResponse) -> None:
         raise TransientError(
             f"download failed: HTTP {status}",
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+            slowdown="rate" if status == 429 else None,
         )
     raise PermanentError(f"download failed: HTTP {status} {resp.reason or ''}".rstrip())

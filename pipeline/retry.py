@@ -4,7 +4,11 @@ the circuit breaker and is on the hot path of a run.
 
 Which errors: `TransientError` only (permanent and fatal errors are never retried). How many:
 `max_attempts`, the first included. How long: full-jitter exponential backoff
-(`random() * min(cap, base * 2**(n-1))`), unless the service sent Retry-After, which wins. A cap on
+(`random() * min(cap, base * 2**(n-1))`), unless the service sent Retry-After, which wins. The
+base depends on what failed, as in the AWS SDKs' standard retry mode (2026): a slow-down (429,
+1002, ...) says the service wants less, and waits from `base` (1 s); any other transient fault (a
+dropped connection, a timeout, a 5xx) is most likely over at once, and waits from `fault_base`
+(50 ms). A service that is down is the circuit breaker's business, not the backoff's. A cap on
 the total time one entry waits (`max_total_wait`) stops retrying early, leaving the entry for the
 next run. The sleep is injected so tests never really wait.
 """
@@ -32,7 +36,8 @@ Sleep = Callable[[float], Awaitable[None]]
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
     max_attempts: int = 6
-    base: float = 1.0
+    base: float = 1.0  # first backoff after a slow-down
+    fault_base: float = 0.05  # first backoff after any other transient fault
     cap: float = 60.0
     max_total_wait: float = 600.0
 
@@ -46,7 +51,9 @@ def backoff(
     """Seconds to wait after failed attempt number `attempt` (1-based)."""
     if isinstance(error, TransientError) and error.retry_after is not None:
         return float(error.retry_after)
-    return float(rand() * min(policy.cap, policy.base * 2 ** (attempt - 1)))
+    fault = isinstance(error, TransientError) and error.slowdown is None
+    base = policy.fault_base if fault else policy.base
+    return float(rand() * min(policy.cap, base * 2 ** (attempt - 1)))
 
 
 def next_wait(

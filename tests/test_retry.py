@@ -37,9 +37,23 @@ async def run_with(policy: RetryPolicy, errors: list[Exception]) -> tuple[int, l
     return calls, slept
 
 
+def test_a_slow_down_backs_off_from_base_any_other_fault_from_fault_base() -> None:
+    policy = RetryPolicy(base=1.0, fault_base=0.05, cap=60.0)
+    slowed = TransientError("429", slowdown="rate")
+    crowded = TransientError("1041", slowdown="concurrency")
+    dropped = TransientError("connection reset", unreachable=True)
+    odd = TransientError("unexpected reply")
+
+    def waits(error: TransientError) -> list[float]:
+        return [backoff(policy, n, error, rand=lambda: 1.0) for n in (1, 2, 3)]
+
+    assert waits(slowed) == waits(crowded) == [1.0, 2.0, 4.0]
+    assert waits(dropped) == waits(odd) == [0.05, 0.1, 0.2]
+
+
 async def test_transient_errors_are_retried_then_succeed() -> None:
     calls, slept = await run_with(
-        RetryPolicy(max_attempts=5, base=0.5), [TransientError("a"), TransientError("b")]
+        RetryPolicy(max_attempts=5, fault_base=0.5), [TransientError("a"), TransientError("b")]
     )
     assert calls == 3 and slept == [0.5, 1.0]
 

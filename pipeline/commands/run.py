@@ -325,6 +325,7 @@ def policy_from(settings: Settings) -> RetryPolicy:
     return RetryPolicy(
         max_attempts=settings.max_attempts,
         base=settings.backoff_base,
+        fault_base=settings.fault_backoff_base,
         cap=settings.backoff_max,
         max_total_wait=settings.max_backoff,
     )
