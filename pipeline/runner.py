@@ -4,11 +4,14 @@
     #    ledger lookup per batch); what needs I/O goes to a bounded queue;
     # 2. prepare workers hash (or fetch) and probe, and link each entry to its content; a content
     #    that needs sending goes to a second bounded queue (`Preparer.prepare`);
-    # 3. upload tasks send each job with its retries (`Sender.send`); a task waiting out a
-    #    backoff holds no request slot, so there are several tasks per slot;
+    # 3. upload tasks send each job (`Sender.attempt`); a job that must back off before its
+    #    next attempt is parked outside the tasks (`Parking`) and taken again, before new jobs,
+    #    once its wait is over; a task waiting for a request slot holds none, so there are
+    #    several tasks per slot;
     # 4. a stop (signal, time budget, refused key, dead service, ledger failure) ends the intake;
-    #    idle workers end at once; uploads in flight get `grace` seconds to finish and be
-    #    recorded, then are cancelled (they stay pending for the next run).
+    #    idle workers end at once, parked jobs are dropped; uploads in flight get `grace`
+    #    seconds to finish and be recorded, then are cancelled (all stay pending for the next
+    #    run).
 
 This module holds only the queues and that lifecycle; what each step does is in `prepare.py`
 and `upload.py`, and what is recorded is in the ledger the moment it is true.
@@ -17,22 +20,26 @@ and `upload.py`, and what is recorded is in the ledger the moment it is true.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pipeline.model import Job, Stop, Stopped
+from pipeline.parking import Parking
 from pipeline.prepare import Preparer, Work
 from pipeline.sources import Entry
+from pipeline.upload import Course, Sender
 
 log = logging.getLogger(__name__)
 
 _DONE = object()  # end-of-stream marker in the queues
-# Upload tasks per request slot: a task waiting out its backoff holds no slot, so others send.
-# Sixteen were tried against 600 files with 29% faults at 10 ms a request: 5.1 s against 5.2 s
-# (medians of three, interleaved; the run's length is set by its unluckiest file), for 30 MB
-# more at 20,000 files. With a real service's seconds-long uploads four is plenty.
+# Upload tasks per request slot: tasks waiting for a slot keep the next requests ready to go.
 UPLOAD_TASKS_PER_SLOT = 4
+# Jobs parked in a backoff per request slot. Little's law: at 600 attempts a second, 29% of them
+# failing and 0.64 s mean waits (429s with Retry-After: 1 among them), about 110 jobs wait at
+# once, which is 7 per slot at --concurrency 16.
+PARKED_PER_SLOT = 8
 
 
 class Runner:
@@ -41,7 +48,7 @@ class Runner:
         *,
         batches: AsyncIterator[Sequence[Entry]],
         preparer: Preparer,
-        send: Callable[[Job], Awaitable[None]] | None,  # None in a dry run
+        sender: Sender | None,  # None in a dry run
         stop: Stop,
         concurrency: int,
         grace: float,
@@ -49,18 +56,24 @@ class Runner:
     ) -> None:
         self.batches = batches
         self.preparer = preparer
-        self.send = send
+        self.sender = sender
         self.stop = stop
         self.concurrency = concurrency
         self.grace = grace
         self.on_sources_done = on_sources_done
         self.finished = False  # every entry was taken and dealt with
+        self._unfinished = 0  # jobs handed to the upload tasks and not yet dealt with
+        self._idle = asyncio.Event()  # set while that count is 0
+        self._idle.set()
 
     async def run(self) -> None:
         prepare_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 4)
         upload_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 2)
-        senders = 0 if self.send is None else UPLOAD_TASKS_PER_SLOT * self.concurrency
-        uploaders = [asyncio.create_task(self._upload_worker(upload_q)) for _ in range(senders)]
+        parking = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
+        senders = 0 if self.sender is None else UPLOAD_TASKS_PER_SLOT * self.concurrency
+        uploaders = [
+            asyncio.create_task(self._upload_worker(upload_q, parking)) for _ in range(senders)
+        ]
         preparers = max(2, self.concurrency)
         intake = asyncio.create_task(self._intake(prepare_q, upload_q, preparers, senders))
         everything: asyncio.Future[Any] = asyncio.gather(intake, *uploaders)
@@ -82,6 +95,8 @@ class Runner:
             for task in [intake, *uploaders]:
                 task.cancel()
             await asyncio.gather(intake, *uploaders, return_exceptions=True)
+            for course in parking.clear():
+                course.job.data.discard()
             if everything.done() and not everything.cancelled():
                 everything.exception()  # retrieved, so asyncio does not warn about it
 
@@ -117,6 +132,9 @@ class Runner:
             for _ in workers:
                 await self._put(prepare_q, _DONE)
             await asyncio.gather(*workers)
+            # Every job sent or given up, parked ones included: no job can come back now.
+            with contextlib.suppress(Stopped):
+                await self.stop.first(self._idle.wait())
             for _ in range(uploaders):
                 await self._put(upload_q, _DONE)
         finally:
@@ -145,21 +163,43 @@ class Runner:
                 return
             assert isinstance(work, Work)
             job = await self.preparer.prepare(work)
-            if job is not None and not await self._put(upload_q, job):
+            if job is None:
+                continue
+            self._count_unfinished(+1)
+            if not await self._put(upload_q, job):
+                self._count_unfinished(-1)
                 job.data.discard()
 
     # --- 3. upload ------------------------------------------------------------------------------
 
-    async def _upload_worker(self, upload_q: asyncio.Queue[Any]) -> None:
-        assert self.send is not None
+    async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking) -> None:
+        sender = self.sender
+        assert sender is not None
         while True:
-            job = await self._get(upload_q)
-            if job is _DONE:
+            item = parking.take() if not self.stop.requested else None
+            item = item or await self._get(upload_q)
+            if item is _DONE:
                 return
+            course: Course | None = item if isinstance(item, Course) else sender.begin(item)
+            assert course is not None
             try:
-                await self.send(job)
+                while (seconds := await sender.attempt(course)) is not None:
+                    if parking.park(course, seconds):
+                        course = None  # handed back to a task once its wait is over
+                        break
+                    if self.stop.requested or await self.stop.nap(seconds):
+                        break  # the entry stays pending for the next run
             finally:
-                job.data.discard()
+                if course is not None:
+                    course.job.data.discard()
+                    self._count_unfinished(-1)
+
+    def _count_unfinished(self, change: int) -> None:
+        self._unfinished += change
+        if self._unfinished:
+            self._idle.clear()
+        else:
+            self._idle.set()
 
     # --- 4. queues that give way to a stop -------------------------------------------------------
 
@@ -175,8 +215,8 @@ class Runner:
             return _DONE
         if item is _DONE or not self.stop.requested:
             return item
-        if isinstance(item, Job):
-            item.data.discard()
+        if isinstance(item, Job | Course):
+            (item if isinstance(item, Job) else item.job).data.discard()
         return _DONE
 
     async def _put(self, queue: asyncio.Queue[Any], item: object) -> bool:

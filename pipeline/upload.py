@@ -6,10 +6,11 @@
     # 3b. count the attempt in the ledger, send, and record the answer: `done` with the ids is
     #     committed before the slot is given back, so a crash repeats at most the uploads that
     #     hold a slot (at most `--concurrency`);
-    # 3c. on a transient error, give the slot back and wait out the backoff (the service's
-    #     Retry-After wins), then go to 3a; past `--max-attempts` (or `max_backoff` of waiting)
-    #     the content is left for the next run. A request that failed because the service is
-    #     down (the breaker opened, or it was the breaker's probe) does not use up an attempt.
+    # 3c. on a transient error, give the slot back and say how long to back off (the service's
+    #     Retry-After wins): the runner parks the job outside its upload tasks until then, and
+    #     it goes to 3a again; past `--max-attempts` (or `max_backoff` of waiting) the content
+    #     is left for the next run. A request that failed because the service is down (the
+    #     breaker opened, or it was the breaker's probe) does not use up an attempt.
 
 A permanent error fails the content at once; a refused key stops the whole run (`fatal`); a
 service down for longer than `--max-outage` stops it too (`outage`); a file that changed since
@@ -20,6 +21,7 @@ asks for that itself).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -43,13 +45,14 @@ from pipeline.throttle import Signal, Throttle, signal_of
 log = logging.getLogger(__name__)
 
 
-class _GaveUp(Exception):
-    """The retry policy gave up on a job: its last error, after this many attempts."""
+@dataclasses.dataclass(eq=False)
+class Course:
+    """One job on its way: its attempts so far and the seconds it has waited between them."""
 
-    def __init__(self, error: Exception, attempts: int) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.attempts = attempts
+    job: Job
+    started: float
+    attempts: int = 0
+    waited: float = 0.0
 
 
 class Sender:
@@ -76,23 +79,44 @@ class Sender:
         self.fatal: RunFatal | None = None
         self.outage: ServiceDown | None = None
 
+    def begin(self, job: Job) -> Course:
+        return Course(job, self.clock())
+
     async def send(self, job: Job) -> None:
-        """Upload `job` and record what came of it. Never raises but for cancellation."""
-        started, attempts = self.clock(), 0
+        """Upload `job` and record what came of it, waiting out its backoffs in this task. Never
+        raises but for cancellation. (The runner waits out backoffs outside its upload tasks,
+        calling `attempt` itself.)"""
+        course = self.begin(job)
+        while (seconds := await self.attempt(course)) is not None:
+            if self.stop.requested or await self.stop.nap(seconds):
+                return  # the entry stays pending for the next run
+
+    async def attempt(self, course: Course) -> float | None:
+        """One attempt of `course`: the seconds to wait before the next one, or None once the
+        job is dealt with (its outcome recorded, or cut off by a stop and left pending). Never
+        raises but for cancellation."""
+        job = course.job
+        course.attempts += 1
+        self.tally.retries += course.attempts > 1
         try:
-            result, attempts = await self._attempts(job)
-        except _GaveUp as gave_up:
-            await self._record_failure(job, gave_up.error, gave_up.attempts)
-            return
+            result = await self._attempt(job)
         except (Stopped, LedgerWriteError):
-            return
+            return None
         except ServiceDown as exc:
             self.outage = self.outage or exc
             self.stop.request(StopReason.OUTAGE)
-            return
+            return None
+        except TransientError as exc:
+            seconds = next_wait(self.policy, course.attempts, exc, course.waited)
+            if seconds is None:
+                await self._record_failure(job, exc, course.attempts)
+                return None
+            self._announce(job, course.attempts, exc, seconds)
+            course.waited += seconds
+            return seconds
         except Exception as exc:  # noqa: BLE001 (every outcome is recorded, none stops the pool)
-            await self._record_failure(job, exc, attempts)
-            return
+            await self._record_failure(job, exc, course.attempts)
+            return None
         self.tally.uploaded += 1
         self.tally.uploaded_bytes += job.data.size
         log.info(
@@ -101,26 +125,10 @@ class Sender:
             job.purpose,
             result.voice_id,
             result.instrumental_id,
-            attempts,
-            self.clock() - started,
+            course.attempts,
+            self.clock() - course.started,
         )
-
-    async def _attempts(self, job: Job) -> tuple[UploadResult, int]:
-        """Attempts until one succeeds (the result, and how many it took) or the policy gives
-        up (`_GaveUp`); between them, the backoff (the service's Retry-After wins)."""
-        attempt, waited = 0, 0.0
-        while True:
-            attempt += 1
-            self.tally.retries += attempt > 1
-            try:
-                return await self._attempt(job), attempt
-            except EntryError as exc:
-                seconds = next_wait(self.policy, attempt, exc, waited)
-                if seconds is None or not isinstance(exc, TransientError):
-                    raise _GaveUp(exc, attempt) from exc
-                self._announce(job, attempt, exc, seconds)
-                waited += seconds
-                await self._backoff(seconds)
+        return None
 
     async def _attempt(self, job: Job) -> UploadResult:
         """One attempt, as the retry policy counts them: requests lost to a service that is
@@ -212,7 +220,3 @@ class Sender:
             error.reason,
             seconds,
         )
-
-    async def _backoff(self, seconds: float) -> None:
-        if self.stop.requested or await self.stop.nap(seconds):
-            raise Stopped()  # the entry stays pending for the next run

@@ -36,11 +36,13 @@ class ScriptedUploader:
     def __init__(self, script: dict[str, list[Exception]] | None = None) -> None:
         self.script = script or {}
         self.calls: collections.Counter[str] = collections.Counter()
+        self.order: list[str] = []  # every call's file name, in the order they came
 
     async def upload(
         self, body: Body, *, purpose: str, filename: str, content_type: str
     ) -> UploadResult:
         self.calls[filename] += 1
+        self.order.append(filename)
         await asyncio.sleep(0)
         errors = self.script.get(filename, [])
         if errors:
@@ -61,9 +63,14 @@ class Outcome:
 
 
 async def run(
-    root: Path, ledger: Ledger, uploader: ScriptedUploader, *, max_attempts: int = 6
+    root: Path,
+    ledger: Ledger,
+    uploader: ScriptedUploader,
+    *,
+    max_attempts: int = 6,
+    stop: Stop | None = None,
 ) -> Outcome:
-    tally, stop = Tally(), Stop()
+    tally, stop = Tally(), stop or Stop()
     writer = Writer(
         ledger.engine,
         dialect=ledger.dialect,
@@ -87,7 +94,7 @@ async def run(
         runner = Runner(
             batches=walk_folder(root, purpose=None, stats=CrawlStats()),
             preparer=preparer,
-            send=sender.send,
+            sender=sender,
             stop=stop,
             concurrency=3,
             grace=5,
@@ -150,6 +157,48 @@ async def test_transient_retried_permanent_failed_with_attempts_counted(
     assert rows["bad.wav"]["error"] == "base_resp 2013: invalid params"
     assert rows["bad.wav"]["trace_id"] == "tr-9"
     assert outcome.tally.retries == 2 and outcome.tally.failed_total == 1
+
+
+async def test_jobs_waiting_out_a_backoff_do_not_hold_the_upload_tasks(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    # Concurrency 3 means 12 upload tasks. 14 files each told to wait 0.5 s would, waiting in
+    # those tasks, hold every task and every other file until their waits were over.
+    slow = [f"a{i:02d}.wav" for i in range(14)]
+    fast = [f"b{i:02d}.wav" for i in range(10)]
+    for i, name in enumerate(slow + fast):
+        write_wav(tmp_path / "song" / name, 11, seed=i)
+    uploader = ScriptedUploader({name: [TransientError("429", retry_after=0.5)] for name in slow})
+    await run(tmp_path, ledger, uploader)
+    second_tries = [i for i, name in enumerate(uploader.order) if name in slow][len(slow) :]
+    assert max(uploader.order.index(name) for name in fast) < min(second_tries)
+    assert uploader.calls == {**dict.fromkeys(slow, 2), **dict.fromkeys(fast, 1)}
+    assert set((await statuses(ledger)).values()) == {"done"}
+
+
+async def test_a_stop_drops_parked_jobs_at_once_and_leaves_them_pending(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    for i in range(4):
+        write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
+    uploader = ScriptedUploader({"0.wav": [TransientError("429", retry_after=60.0)]})
+    stop = Stop()
+
+    async def stop_when_the_rest_is_done() -> None:
+        while sum(uploader.calls.values()) < 4:
+            await asyncio.sleep(0.01)
+        stop.request(StopReason.SIGTERM)
+
+    stopper = asyncio.create_task(stop_when_the_rest_is_done())
+    await asyncio.wait_for(run(tmp_path, ledger, uploader, stop=stop), timeout=10)
+    await stopper
+    assert uploader.calls["0.wav"] == 1
+    assert (await statuses(ledger)) == {
+        "0.wav": "pending",
+        "1.wav": "done",
+        "2.wav": "done",
+        "3.wav": "done",
+    }
 
 
 async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(

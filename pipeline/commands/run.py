@@ -249,7 +249,7 @@ def _build(
     runner = Runner(
         batches=batches,
         preparer=preparer,
-        send=None if sender is None else sender.send,
+        sender=sender,
         stop=stop,
         concurrency=settings.concurrency,
         grace=settings.grace,

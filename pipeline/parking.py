@@ -1,0 +1,59 @@
+"""Jobs waiting out a backoff, parked outside the upload tasks.
+
+A job whose attempt failed with a transient error waits (its backoff, or the service's
+Retry-After) before it is sent again. Waiting inside an upload task keeps that task from sending
+anything else, so with a fixed number of tasks Little's law caps the pool, whatever the service
+allows: tasks / (share of attempts that fail x mean wait). With 64 tasks, 29% of attempts failing
+and 0.64 s waits, that is about 350 attempts a second. A parked job holds no task: a timer hands
+it back when its wait is over, and the upload tasks take it before any new job.
+
+At most `limit` jobs are parked at once (each holds its bytes when they are in memory); past that,
+a task waits out its job's backoff itself, which slows the intake of new work instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Any
+
+from pipeline.upload import Course
+
+
+class Parking:
+    def __init__(self, limit: int, queue: asyncio.Queue[Any]) -> None:
+        self.limit = limit
+        self._queue = queue  # where a job whose wait is over goes, when it has room
+        self._waiting: dict[Course, asyncio.TimerHandle] = {}
+        self._ready: collections.deque[Course] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._ready)
+
+    def park(self, course: Course, seconds: float) -> bool:
+        """Hand `course` back after `seconds`; False when the lot is full (the caller waits)."""
+        if len(self._waiting) >= self.limit:
+            return False
+        loop = asyncio.get_running_loop()
+        self._waiting[course] = loop.call_later(seconds, self._due, course)
+        return True
+
+    def take(self) -> Course | None:
+        """A job whose wait is over, if one did not fit in the queue."""
+        return self._ready.popleft() if self._ready else None
+
+    def clear(self) -> list[Course]:
+        """Cancel every wait (the run is stopping): the jobs that were parked."""
+        for timer in self._waiting.values():
+            timer.cancel()
+        courses = [*self._waiting, *self._ready]
+        self._waiting.clear()
+        self._ready.clear()
+        return courses
+
+    def _due(self, course: Course) -> None:
+        del self._waiting[course]
+        if self._queue.full():
+            self._ready.append(course)  # every upload task is busy; each looks here first
+        else:
+            self._queue.put_nowait(course)  # wakes a task waiting for work
