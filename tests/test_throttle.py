@@ -25,6 +25,7 @@ from pipeline.samples import write_wav
 from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.throttle import (
     PACE,
+    SETTLED,
     Epoch,
     PaceModel,
     Signal,
@@ -99,11 +100,44 @@ def test_a_share_of_slow_downs_engages_the_pace_at_the_accepted_rate() -> None:
 
 
 def test_slow_downs_at_a_steady_share_do_not_ratchet_the_pace_down() -> None:
-    model = advance(PACE, PaceModel(), epoch(100, 13))
+    # The pool could send 1,000 a second; the pace holds it, and 13% of what it sends is slowed
+    # down whatever the pace (a shared key). Pacing at the accepted rate itself fell to 112 a
+    # second in 300 epochs here: each cruise accepted 0.83 of the estimate and each probe 0.96.
+    pool = 1000
+    model = advance(PACE, PaceModel(), epoch(700, 91))
     first = pace_of(PACE, model)
-    for _ in range(200):  # 13% slow-downs for ever, the pool sending at the pace
+    paces = []
+    for _ in range(300):
+        pace = pace_of(PACE, model)
+        sent = int(min(pace or pool, pool))
+        model = advance(PACE, model, epoch(sent, round(0.13 * sent), held=sent < pool))
+        paces.append(pace_of(PACE, model))
+    assert first is not None and min(p or 0.0 for p in paces) >= first
+    assert paces[-1] is not None and paces[-1] >= 0.85 * pool
+
+
+def test_a_steady_share_of_slow_downs_is_sent_on_top_of_the_estimate() -> None:
+    model = advance(PACE, PaceModel(), epoch(100, 13))  # engaged: 87 accepted a second
+    assert pace_of(PACE, model) == pytest.approx(PACE.cruise * 87)
+    for _ in range(SETTLED):  # paced, and still 13% slowed down
         model = advance(PACE, model, epoch(100, 13))
-    assert first is not None and pace_of(PACE, model) == pytest.approx(first)
+    # 100 a second bring the 87 accepted: the slow-downs come whatever the pace.
+    assert model.sending == pytest.approx(100.0)
+
+
+def test_slow_downs_of_the_first_paced_epochs_are_not_taken_as_steady() -> None:
+    model = advance(PACE, PaceModel(), epoch(100, 90))  # unpaced into a limit of 10 a second
+    for _ in range(SETTLED - 1):  # still refused often: sent before the pace began, or retried
+        model = advance(PACE, model, epoch(20, 8, seconds=2.0))
+    assert model.sending == pytest.approx(model.estimate)
+
+
+def test_a_real_limit_cruised_below_is_paced_at_its_accepted_rate() -> None:
+    model = advance(PACE, PaceModel(), epoch(20, 4))  # engaged at 16/s
+    model = advance(PACE, model, epoch(20, 8, seconds=20 / 17.6))  # refused above 16
+    for _ in range(SETTLED):  # cruising below the limit: none refused
+        model = advance(PACE, model, epoch(20, 0, seconds=20 / 15.2))
+    assert model.sending == pytest.approx(16.0)  # the estimate, nothing on top
 
 
 def test_a_probe_that_raises_the_accepted_rate_raises_the_estimate_and_probes_again() -> None:
