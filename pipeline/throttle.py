@@ -12,9 +12,9 @@ request was sent in, so an epoch measures what its own pace brought):
                requests back (epochs where the pool was slower anyway only count if higher)
     sending  = estimate / (1 - the steady share): the requests a second that bring the
                estimate, when some share of the answers are slow-downs whatever the pace (a
-               shared key). The steady share is the lowest share of slow-downs among the paced
-               epochs remembered, once there are `SETTLED` of them: 0 under a real limit the
-               pace cruises below, since those epochs are (nearly) free of slow-downs
+               shared key). The steady share is the lowest share of slow-downs among the last
+               `memory` epochs paced, once there are `SETTLED` of them: 0 under a real limit,
+               since the epochs that cruise below it are (nearly) free of slow-downs
 
     UNLIMITED --an epoch with >= 2 slow-downs and >= `engage` of its answers--> PACED
               (the estimate starts from that epoch's accepted rate)
@@ -99,7 +99,7 @@ class PacePolicy:
 
 
 PACE = PacePolicy()
-SETTLED = 5  # paced epochs before their share of slow-downs is taken as steady
+SETTLED = 3  # paced epochs before their share of slow-downs is taken as steady
 WINDOW = windows.WindowPolicy()
 
 
@@ -128,7 +128,7 @@ class Epoch:
 @dataclasses.dataclass(frozen=True)
 class PaceModel:
     samples: tuple[float, ...] = ()  # accepted rates of the epochs the estimate remembers
-    shares: tuple[float, ...] = ()  # the shares of slow-downs of the paced epochs among them
+    shares: tuple[float, ...] = ()  # shares of slow-downs of the last epochs paced
     engaged: int = 0  # epochs left PACED; 0 is UNLIMITED
     until_probe: int = 0  # epochs before the next probe; 0: this one probes
 
@@ -163,7 +163,7 @@ def advance(policy: PacePolicy, model: PaceModel, epoch: Epoch) -> PaceModel:
     samples = _samples(policy, model, epoch, fresh)
     if fresh:
         shares: tuple[float, ...] = ()
-    elif epoch.bound and model.engaged:
+    elif model.engaged:
         shares = (*model.shares, min(policy.reset, epoch.slow / epoch.answers))[-policy.memory :]
     else:
         shares = model.shares

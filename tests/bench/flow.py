@@ -2,10 +2,15 @@
 
 - noisy: 8% of requests answered 429 (Retry-After: 1), 5% `base_resp` 1002, and 16% other
   faults (8% 503, 8% dropped connections), at random: the total time against the same catalogue
-  with no faults (goal: within 3x); beside it, for reference, the same with 4% of the requests
-  never answered instead of half the drops. A request never answered holds its slot for the
-  whole `--timeout`: at 4% of about 850 requests, 3 s each over 16 slots, that alone is about
-  6 s, more than 3x a fault-free run, for any client that keeps to `--concurrency`;
+  with no faults (goal: within 3x), for 3,000 files, where the time is made of the pace, and for
+  600, where it is made of the unluckiest file. Beside the 600 the row prints the most seconds
+  one file was told to wait by Retry-After in that run, from the sandbox's log: no client that
+  honours Retry-After ends sooner than its start-up plus that. (At 600 files that is 2 to 3 s,
+  against a fault-free run of about 1.5 s: 3x is then not the pace's to keep.) Beside them,
+  for reference, the 600 with 4% of the requests never answered instead of half the drops: such
+  a request holds its slot for the whole `--timeout`; at 4% of about 850 requests, 3 s each over
+  16 slots, that alone is about 6 s, more than 3x a fault-free run, for any client that keeps
+  to `--concurrency`;
 - a real limit, `--max-rps 10`: the accepted pace once settled (goal: 0.85 of the limit or more)
   and the share of 429s then (goal: under 5%);
 - a limit on requests open at once, 4 with 200 ms latency, `--concurrency 16`: the accepted
@@ -22,6 +27,8 @@ default, 60 s, would make one unlucky file the whole run's length, faults or no 
 
 from __future__ import annotations
 
+import collections
+import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -57,39 +64,76 @@ def _accepted_pace(requests: Sequence[dict[str, Any]], span: float) -> float:
     return sum(1 for r in requests if r["outcome"] == "ok") / span
 
 
-def noisy(ctx: Context) -> list[Goal]:
-    files, concurrency = scaled(600, 200), 16
-    work = f"{files} files, 10 ms latency, c {concurrency}: 29% slow-downs and faults vs none"
-    hung = f"{files} files, the same with 4% of the resets replaced by requests never answered"
-    section(work)
-    servers = {
-        "no faults": Sandbox("--latency", "0.01"),
-        "noisy": Sandbox("--latency", "0.01", *NOISY_FAULTS),
-        "hangs too": Sandbox("--latency", "0.01", *HANGING_FAULTS),
-    }
-    args = ("--concurrency", str(concurrency), "--max-attempts", "12", "--timeout", "3")
+def told_to_wait(requests: Sequence[dict[str, Any]], retry_after: float) -> float:
+    """The most seconds one file (by content) was told to wait by Retry-After."""
+    throttled = (r.get("sha256") for r in requests if r["outcome"] == "fault throttle")
+    told = collections.Counter(throttled)
+    return retry_after * max(told.values(), default=0)
 
-    def variant(name: str, server: Sandbox) -> Callable[[int], Sample]:
-        return lambda _: _run(ctx, name.replace(" ", "-"), server, files, *args)
+
+def noisy(ctx: Context) -> list[Goal]:
+    large, small, concurrency = scaled(3000, 600), scaled(600, 200), 16
+    args = ("--concurrency", str(concurrency), "--max-attempts", "12", "--timeout", "3")
+    calm = Sandbox("--latency", "0.01")
+    rough = Sandbox("--latency", "0.01", *NOISY_FAULTS)
+    hangs = Sandbox("--latency", "0.01", *HANGING_FAULTS)
+    told: list[float] = []
+
+    def variant(name: str, server: Sandbox, files: int) -> Callable[[int], Sample]:
+        def run(_: int) -> Sample:
+            before = len(server.requests())
+            sample = _run(ctx, name, server, files, *args)
+            if server is rough and files == small:
+                told.append(told_to_wait(server.requests()[before:], retry_after=1.0))
+            return sample
+
+        return run
 
     try:
+        work = f"{large:,} files, 10 ms latency, c {concurrency}: 29% slow-downs and faults vs none"
+        section(work)
+        big = interleaved(
+            {"calm": variant("calm", calm, large), "noisy": variant("noisy", rough, large)},
+            budget=200,
+        )
         # Two rounds more than the other rows: each run's length is set by its unluckiest file.
-        rounds = {n: variant(n, s) for n, s in servers.items()}
-        results = interleaved(rounds, repeats=REPEATS + 2, budget=200)
+        few = f"{small:,} files, the same"
+        hung = f"{small:,} files, the same with 4% of the resets replaced by hung requests"
+        section(few)
+        results = interleaved(
+            {
+                "calm": variant("calm", calm, small),
+                "noisy": variant("noisy", rough, small),
+                "hangs": variant("hangs", hangs, small),
+            },
+            repeats=REPEATS + 2,
+            budget=200,
+        )
     finally:
-        for server in servers.values():
+        for server in (calm, rough, hangs):
             server.stop()
-    calm, rough, hanging = (median(results[name]) for name in servers)
-    line(f"no faults {calm:.2f} s, noisy {rough:.2f} s: {rough / calm:.2f}x the time")
-    line(f"with requests never answered (--timeout 3): {hanging:.2f} s, {hanging / calm:.2f}x")
+    big_calm, big_rough = median(big["calm"]), median(big["noisy"])
+    few_calm, few_rough, hanging = (median(results[n]) for n in ("calm", "noisy", "hangs"))
+    waited = statistics.median(told)
+    line(f"{large:,} files: no faults {big_calm:.2f} s, noisy {big_rough:.2f} s: "
+         f"{big_rough / big_calm:.2f}x the time")  # fmt: skip
+    line(f"{small:,} files: no faults {few_calm:.2f} s, noisy {few_rough:.2f} s: "
+         f"{few_rough / few_calm:.2f}x; the slowest file told to wait {waited:.0f} s by "
+         "Retry-After (median of the runs)")  # fmt: skip
+    line(f"with requests never answered (--timeout 3): {hanging:.2f} s, {hanging / few_calm:.2f}x")
     return [
         Goal(
-            work, f"{rough:.2f} s", f"no faults {calm:.2f} s", f"{rough / calm:.2f}x the time",
-            "<= 3x", rough <= 3 * calm,
+            work, f"{big_rough:.2f} s", f"no faults {big_calm:.2f} s",
+            f"{big_rough / big_calm:.2f}x the time", "<= 3x", big_rough <= 3 * big_calm,
         ),
         Goal(
-            hung, f"{hanging:.2f} s", f"no faults {calm:.2f} s",
-            f"{hanging / calm:.2f}x the time", "(kept for reference)", None,
+            few, f"{few_rough:.2f} s",
+            f"no faults {few_calm:.2f} s; Retry-After alone told one file {waited:.0f} s",
+            f"{few_rough / few_calm:.2f}x the time", "<= 3x", few_rough <= 3 * few_calm,
+        ),
+        Goal(
+            hung, f"{hanging:.2f} s", f"no faults {few_calm:.2f} s",
+            f"{hanging / few_calm:.2f}x the time", "(kept for reference)", None,
         ),
     ]  # fmt: skip
 
