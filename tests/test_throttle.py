@@ -263,6 +263,30 @@ def test_fixed_rate_spaces_every_start() -> None:
     assert max(sum(1 for t in times if s <= t < s + 1.0) for s in times) <= 4
 
 
+async def starts_after_a_late_wake_up(flow: Throttle) -> list[float]:
+    """One start, a wait of four starts' worth at about 100 a second, then four more."""
+    times = []
+    for wait in (0.0, 0.04, 0.0, 0.0, 0.0):
+        await asyncio.sleep(wait)
+        await flow.acquire()
+        times.append(now())
+        flow.release(Signal.OK)
+    return times
+
+
+def test_an_adaptive_pace_lets_a_late_start_catch_up_and_a_fixed_rate_does_not() -> None:
+    async def adaptive() -> list[float]:
+        flow = throttle()
+        flow._model = PaceModel(samples=(100.0,), engaged=10, until_probe=1)  # 95 a second
+        return await starts_after_a_late_wake_up(flow)
+
+    caught_up = run(adaptive)
+    assert caught_up[1:] == [pytest.approx(caught_up[1])] * 4  # late: the four go at once
+    fixed = run(lambda: starts_after_a_late_wake_up(throttle(95.0)))
+    gaps = [b - a for a, b in zip(fixed[1:], fixed[2:], strict=False)]
+    assert gaps == [pytest.approx(1 / 95)] * 3  # a ceiling: never closer than 1/rate
+
+
 def test_set_rate_changes_the_ceiling_at_run_time() -> None:
     async def main() -> float:
         flow = throttle(2.0)
