@@ -4,8 +4,9 @@ A job whose attempt failed with a transient error waits (its backoff, or the ser
 Retry-After) before it is sent again. Waiting inside an upload task keeps that task from sending
 anything else, so with a fixed number of tasks Little's law caps the pool, whatever the service
 allows: tasks / (share of attempts that fail x mean wait). With 64 tasks, 29% of attempts failing
-and 0.64 s waits, that is about 350 attempts a second. A parked job holds no task: a timer hands
-it back when its wait is over, and the upload tasks take it before any new job.
+and waits of 0.64 s on average, that is about 350 attempts a second, and it is what the pool sent
+against a sandbox that could take 750. A parked job holds no task: a timer hands it back when its
+wait is over, and the upload tasks take it before any new job.
 
 At most `limit` jobs are parked at once (each holds its bytes when they are in memory); past that,
 a task waits out its job's backoff itself, which slows the intake of new work instead.

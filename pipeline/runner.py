@@ -36,9 +36,10 @@ log = logging.getLogger(__name__)
 _DONE = object()  # end-of-stream marker in the queues
 # Upload tasks per request slot: tasks waiting for a slot keep the next requests ready to go.
 UPLOAD_TASKS_PER_SLOT = 4
-# Jobs parked in a backoff per request slot. Little's law: at 600 attempts a second, 29% of them
-# failing and 0.64 s mean waits (429s with Retry-After: 1 among them), about 110 jobs wait at
-# once, which is 7 per slot at --concurrency 16.
+# Jobs parked in a backoff per request slot. Little's law, against make bench's noisy sandbox:
+# at 700 attempts a second, 8% answered 429 with Retry-After: 1 and 5% 1002 (a 0.5 s wait on
+# average; the other faults' 25 ms hardly count), about 75 jobs wait at once, which is 5 per
+# slot at --concurrency 16.
 PARKED_PER_SLOT = 8
 
 
@@ -176,23 +177,26 @@ class Runner:
         sender = self.sender
         assert sender is not None
         while True:
-            item = parking.take() if not self.stop.requested else None
-            item = item or await self._get(upload_q)
+            item = (None if self.stop.requested else parking.take()) or await self._get(upload_q)
             if item is _DONE:
                 return
-            course: Course | None = item if isinstance(item, Course) else sender.begin(item)
-            assert course is not None
+            course = item if isinstance(item, Course) else sender.begin(item)
+            parked = False
             try:
-                while (seconds := await sender.attempt(course)) is not None:
-                    if parking.park(course, seconds):
-                        course = None  # handed back to a task once its wait is over
-                        break
-                    if self.stop.requested or await self.stop.nap(seconds):
-                        break  # the entry stays pending for the next run
+                parked = await self._attempts(sender, course, parking)
             finally:
-                if course is not None:
+                if not parked:
                     course.job.data.discard()
                     self._count_unfinished(-1)
+
+    async def _attempts(self, sender: Sender, course: Course, parking: Parking) -> bool:
+        """Attempts of `course` until it is dealt with (False) or parked for a backoff (True)."""
+        while (seconds := await sender.attempt(course)) is not None:
+            if parking.park(course, seconds):
+                return True  # a task takes it again once its wait is over
+            if self.stop.requested or await self.stop.nap(seconds):
+                return False  # the entry stays pending for the next run
+        return False
 
     def _count_unfinished(self, change: int) -> None:
         self._unfinished += change
@@ -215,8 +219,10 @@ class Runner:
             return _DONE
         if item is _DONE or not self.stop.requested:
             return item
-        if isinstance(item, Job | Course):
-            (item if isinstance(item, Job) else item.job).data.discard()
+        if isinstance(item, Course):
+            item = item.job
+        if isinstance(item, Job):
+            item.data.discard()
         return _DONE
 
     async def _put(self, queue: asyncio.Queue[Any], item: object) -> bool:
