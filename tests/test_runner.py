@@ -201,6 +201,19 @@ async def test_a_stop_drops_parked_jobs_at_once_and_leaves_them_pending(
     }
 
 
+async def test_only_attempts_that_will_be_retried_say_so(
+    tmp_path: Path, ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_wav(tmp_path / "song" / "flaky.wav", 11)
+    uploader = ScriptedUploader({"flaky.wav": [TransientError("HTTP 503")] * 5})
+    with caplog.at_level("INFO"):
+        await run(tmp_path, ledger, uploader, max_attempts=3)
+    said = [r.getMessage() for r in caplog.records if "flaky.wav" in r.getMessage()]
+    assert sum("retrying in" in line for line in said) == 2  # after attempts 1 and 2
+    assert any("left for the next run" in m and "after 3 attempt(s)" in m for m in said)
+    assert not any("attempt 3" in line and "retrying" in line for line in said)
+
+
 async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(
     tmp_path: Path, ledger: Ledger
 ) -> None:
