@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -259,16 +258,7 @@ class Preparer:
 def claim_row(entry: Entry, now: float) -> dict[str, object]:
     """A source row as first claimed: enough to find the entry again if this run dies."""
     return {
-        "source": entry.source,
-        "purpose": entry.purpose,
-        "kind": entry.kind,
-        "written": entry.written,
-        "path": source_key(entry.path) if entry.path is not None else None,
-        "filename": wire_filename(entry.filename),
-        "line": entry.line,
-        "external_id": entry.external_id,
-        "extra": json.dumps(dict(entry.extra), ensure_ascii=False) if entry.extra else None,
-        "origin": entry.origin,
+        **facts_of(entry).columns(),
         "status": SourceStatus.OK,
         "retryable": 0,
         "created_at": now,

@@ -94,6 +94,24 @@ class SourceFacts:
     origin: str | None = None
     replaces_no_purpose: bool = False  # an earlier run recorded it with no purpose: drop that
 
+    def columns(self) -> dict[str, Any]:
+        """The columns of its `sources` row that say what the source is (not how it fared)."""
+        return {
+            "source": self.source,
+            "purpose": self.purpose,
+            "kind": self.kind,
+            "written": self.written,
+            "path": self.path,
+            "filename": self.filename,
+            "size": self.size,
+            "mtime_ns": self.mtime_ns,
+            "sha256": self.sha256,
+            "line": self.line,
+            "external_id": self.external_id,
+            "extra": json.dumps(dict(self.extra), ensure_ascii=False) if self.extra else None,
+            "origin": self.origin,
+        }
+
 
 class Ledger:
     """Repository over an AsyncEngine whose schema is already at head (see migrate.upgrade)."""

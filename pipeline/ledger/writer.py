@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -315,21 +314,8 @@ class Writer:
         content_id: int | None,
     ) -> dict[str, Any]:
         now = self._clock()
-        extra = json.dumps(dict(facts.extra), ensure_ascii=False) if facts.extra else None
         return {
-            "source": facts.source,
-            "purpose": facts.purpose,
-            "kind": facts.kind,
-            "written": facts.written,
-            "path": facts.path,
-            "filename": facts.filename,
-            "size": facts.size,
-            "mtime_ns": facts.mtime_ns,
-            "sha256": facts.sha256,
-            "line": facts.line,
-            "external_id": facts.external_id,
-            "extra": extra,
-            "origin": facts.origin,
+            **facts.columns(),
             "status": status,
             "retryable": int(retryable),
             "error": error,
