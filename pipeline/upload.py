@@ -154,25 +154,28 @@ class Sender:
             if self.stop.requested:
                 raise Stopped()  # not on the wire yet: it stays pending for the next run
             self.writer.attempt(job.content_id)
-            result = await self._send(job)
-            signal = Signal.OK
-            self.breaker.record(signal)
+            try:
+                result = await self._send(job)
+            except SourceChanged:
+                raise  # aborted by us before the body was complete: no answer to learn from
+            except (EntryError, RunFatal) as exc:  # a refused key is an answer too
+                signal = self._answered(exc)
+                raise
+            signal = self._answered(None)
             await self.writer.done(job.content_id, result)
             return result
-        except SourceChanged:
-            raise  # aborted by us before the body was complete: no answer to learn from
-        except EntryError as exc:
-            signal = signal_of(exc)
-            self.breaker.record(signal)
-            raise
-        except RunFatal:
-            signal = Signal.OK  # the service answered
-            raise
         finally:
             if signal is None:
                 self.throttle.abandon()  # cut off (a stop, our own abort): nothing learnt
             else:
                 self.throttle.release(signal)
+
+    def _answered(self, error: Exception | None) -> Signal:
+        """What an answer (None: a success) says of the service, told to the breaker now; the
+        throttle learns it once the outcome is recorded and the slot is given back."""
+        signal = signal_of(error)
+        self.breaker.record(signal)
+        return signal
 
     async def _send(self, job: Job) -> UploadResult:
         self.tally.sending[job.content_id] = job.source

@@ -26,7 +26,7 @@ from pipeline.samples import write_wav
 from pipeline.sources import CrawlStats
 from pipeline.sources.folder import walk_folder
 from pipeline.states import StopReason
-from pipeline.throttle import Throttle
+from pipeline.throttle import Signal, Throttle
 from pipeline.upload import Sender
 
 
@@ -237,6 +237,22 @@ async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
     assert outcome.sender.fatal is not None and outcome.stop.reason == StopReason.FATAL
     assert sum(uploader.calls.values()) <= 3  # the ones in flight, not every file
     assert set((await statuses(ledger)).values()) == {"pending"}
+
+
+async def test_a_refused_key_tells_the_breaker_the_service_answered(
+    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    told: list[Signal] = []
+    record = Breaker.record
+
+    def spy(self: Breaker, signal: Signal) -> None:
+        told.append(signal)
+        record(self, signal)
+
+    monkeypatch.setattr(Breaker, "record", spy)
+    write_wav(tmp_path / "voice" / "a.wav", 11)
+    await run(tmp_path, ledger, ScriptedUploader({"a.wav": [RunFatal("key refused")]}))
+    assert told == [Signal.OK]  # a half-open breaker's probe gets its verdict
 
 
 async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
