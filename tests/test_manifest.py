@@ -89,6 +89,14 @@ async def test_bad_rows_carry_their_line_and_reason(
     assert len({e.source for e in entries}) == len(entries)  # each bad row keeps its own key
 
 
+async def test_a_bad_row_is_keyed_as_the_good_row_it_becomes_once_fixed(tmp_path: Path) -> None:
+    name = "tab\there.wav"  # a control character: the ledger keeps such a path C-quoted
+    bad = await rows(write(tmp_path, f'source,purpose\n"{name}",podcast\n', name="bad.csv"))
+    good = await rows(write(tmp_path, f'source,purpose\n"{name}",song\n', name="good.csv"))
+    assert bad[0].error is not None and good[0].error is None
+    assert bad[0].source == good[0].source == f'"{tmp_path}/tab\\there.wav"'
+
+
 def test_header_without_source_column_is_a_usage_error(tmp_path: Path) -> None:
     path = write(tmp_path, "file,kind\na.wav,song\n")
     with pytest.raises(UsageError, match=r"no source column .*found: 'file', 'kind'"):

@@ -353,7 +353,7 @@ class _Columns:
         if error is not None:
             return dataclasses.replace(
                 row,
-                source=_identity(self._key(written) or row.source, row.external_id),
+                source=_identity(self._ledger_key(written) or row.source, row.external_id),
                 purpose=purpose if purpose in PURPOSES else "",
                 error=error,
             )
@@ -380,6 +380,11 @@ class _Columns:
         if not text or "://" in text:
             return text
         return os.path.abspath(self.base / Path(text).expanduser())
+
+    def _ledger_key(self, written: str) -> str:
+        """What a good row naming the same source would be recorded under."""
+        key = self._key(written)
+        return source_key(key) if key and "://" not in key else key
 
     def _row_error(self, written: str, purpose: str) -> str | None:
         if not written.strip():
