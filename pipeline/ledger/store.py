@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import Select, and_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -245,9 +245,7 @@ class Ledger:
     ) -> AsyncIterator[Sequence[Sequence[Any]]]:
         """Every (source, purpose) as a row of `EXPORT_COLUMNS`, in source order, a batch of
         rows at a time (streamed: a million rows in flat memory)."""
-        query = export_query()
-        if status is not None:
-            query = query.where(effective_status() == status)
+        query = _of_status(export_query(), status)
         async with self.engine.connect() as conn:
             result = await conn.stream(query.execution_options(yield_per=size))
             async for partition in result.partitions(size):
@@ -265,12 +263,7 @@ class Ledger:
             async for batch in self.export_batches(status):
                 write(batch)
             return
-        query = export_query()
-        if status is not None:
-            query = query.where(effective_status() == status)
-        compiled = query.compile(dialect=self.engine.dialect)
-        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
-        await asyncio.to_thread(_read_sqlite, path, str(compiled), params, write)
+        await self._read_file(path, _of_status(export_query(), status), write)
 
     async def export_json_lines(
         self, write: Callable[[str], object], status: str | None = None, *, end: str = "\n"
@@ -281,17 +274,21 @@ class Ledger:
         path = self.location.path
         if path is None:
             return False
-        query = json_lines_query()
-        if status is not None:
-            query = query.where(effective_status() == status)
-        compiled = query.compile(dialect=self.engine.dialect)
-        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
 
         def lines(rows: Sequence[Sequence[Any]]) -> None:
             write(end.join(row[0] for row in rows) + end)
 
-        await asyncio.to_thread(_read_sqlite, path, str(compiled), params, lines)
+        await self._read_file(path, _of_status(json_lines_query(), status), lines)
         return True
+
+    async def _read_file(
+        self, path: Path, query: Select[Any], write: Callable[[Sequence[Sequence[Any]]], object]
+    ) -> None:
+        """Run `query` on the SQLite file itself, in a worker thread, handing `write` its rows
+        a batch at a time."""
+        compiled = query.compile(dialect=self.engine.dialect)
+        params = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        await asyncio.to_thread(_read_sqlite, path, str(compiled), params, write)
 
     async def export_rows(self, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """One record per (source, purpose), as a dict, `extra` parsed; for tests and tools."""
@@ -312,6 +309,11 @@ class Ledger:
             async for (extra,) in result:
                 found.update(dict.fromkeys(json.loads(extra)))
         return list(found)
+
+
+def _of_status(query: Select[Any], status: str | None) -> Select[Any]:
+    """`query` narrowed to the rows whose effective status is `status` (None: all of them)."""
+    return query if status is None else query.where(effective_status() == status)
 
 
 def _read_sqlite(
