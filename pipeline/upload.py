@@ -82,15 +82,6 @@ class Sender:
     def begin(self, job: Job) -> Course:
         return Course(job, self.clock())
 
-    async def send(self, job: Job) -> None:
-        """Upload `job` and record what came of it, waiting out its backoffs in this task. Never
-        raises but for cancellation. (The runner waits out backoffs outside its upload tasks,
-        calling `attempt` itself.)"""
-        course = self.begin(job)
-        while (seconds := await self.attempt(course)) is not None:
-            if self.stop.requested or await self.stop.nap(seconds):
-                return  # the entry stays pending for the next run
-
     async def attempt(self, course: Course) -> float | None:
         """One attempt of `course`: the seconds to wait before the next one, or None once the
         job is dealt with (its outcome recorded, or cut off by a stop and left pending). Never
