@@ -2,10 +2,13 @@
 
 The evidence behind `pipeline/throttle.py`, `pipeline/window.py` and `pipeline/breaker.py`. The
 real classes run on a virtual-time asyncio loop (`tests/virtual_time.py`): seconds of traffic in
-milliseconds, and the same seeds give the same events. The pool is the runner's intended loop:
-`4 x concurrency` tasks, each entry up to `max_attempts` attempts with the runner's backoff
-(full jitter, Retry-After wins); per attempt `admit()` (breaker), `acquire()` (flow), the
-request, `record()`, `release()`; recording an outcome takes 20 ms of the client's one thread
+milliseconds, and the same seeds give the same events. The pool is the runner's loop as it was
+when these designs were chosen: `4 x concurrency` tasks, each entry up to `max_attempts` attempts
+with the runner's backoff (full jitter, Retry-After wins), waited out in its task (the runner now
+parks such a job outside its tasks, `pipeline/parking.py`; at the simulated client's 50 attempts
+a second the tasks are never what limits the pool, so the comparisons stand); per attempt
+`admit()` (breaker), `acquire()` (flow), the request, `record()`, `release()`; recording an
+outcome takes 20 ms of the client's one thread
 (50 attempts per second at most, as the ledger writes cap the real runner). The service follows
 the sandbox: refusals for a limit are answered at once, a request-per-second limit is a sliding
 one-second window that counts only accepted requests, random faults are drawn per request; it
