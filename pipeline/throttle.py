@@ -366,8 +366,8 @@ class Throttle:
     def _start(self, held: bool) -> None:
         now = self._clock()
         pace = self.pace
-        adaptive = pace is not None and (self._fixed is None or pace < self._fixed)
-        slack = self._policy.burst if adaptive else 0.0  # a late start may catch up a little
+        # A late start may catch up a little, unless the fixed ceiling is what binds.
+        slack = self._policy.burst if pace is not None and pace != self._fixed else 0.0
         self._next_start = max(now - slack, self._next_start) + (1.0 / pace if pace else 0.0)
         self._in_flight += 1
         epoch = self._meter.started(held, now)
