@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pipeline.errors import IngestError
-from pipeline.throttle import Signal
+from pipeline.signals import Signal
 
 log = logging.getLogger(__name__)
 

@@ -19,35 +19,13 @@ from urllib.parse import urlsplit
 
 from pipeline.errors import ConfigError, UsageError
 from pipeline.ledger.location import Location, parse_location
-from pipeline.states import PURPOSES as PURPOSES  # re-exported for the sources and sandbox
+from pipeline.secret import Secret
+from pipeline.states import PURPOSES
 
 DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
 DEFAULT_DB = "ingest.db"
 KEY_ENV = "AIMLAPI_API_KEY"
 ENV_PREFIX = "INGEST_"
-
-
-class Secret:
-    """A string that never shows itself in repr, str, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 # --- parsers: raw text (or TOML value) -> typed value; raise ValueError with a short reason ---

@@ -31,11 +31,11 @@ import aiofiles
 import aiohttp
 import yarl
 
-from pipeline.api import parse_retry_after
 from pipeline.body import Body
 from pipeline.errors import EntryError, PermanentError, TransientError
 from pipeline.http import client_errors, describe
-from pipeline.model import Located
+from pipeline.located import Located
+from pipeline.replies import parse_retry_after, transient_status
 from pipeline.retry import RetryPolicy, Sleep, retrying
 
 MAX_REDIRECTS = 5
@@ -189,7 +189,7 @@ def _check_status(resp: aiohttp.ClientResponse) -> None:
     status = resp.status
     if 200 <= status < 300:
         return
-    if status in (408, 425, 429) or status >= 500:
+    if transient_status(status):
         raise TransientError(
             f"download failed: HTTP {status}",
             retry_after=parse_retry_after(resp.headers.get("Retry-After")),

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from pipeline.config import Secret
+from pipeline.secret import Secret
 
 SHORTEST_REAL_KEY = 16  # characters; anything shorter is a typo or a placeholder
 

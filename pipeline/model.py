@@ -1,7 +1,8 @@
-"""What passes between the steps of a run: located bytes, upload jobs, the stop request.
+"""What passes between the steps of a run: upload jobs, the stop request, and the protocols of
+what the steps are given.
 
-It sits below the steps, the runner and the fetcher (it imports only `body`, `probe` and
-`states`), so they can all use these types without importing each other.
+It sits below the steps and the runner, so they can all use these types without importing each
+other; the protocols say what the steps need of the client, the fetcher and the ledger.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Protocol, TypeVar
 
 from pipeline.body import Body
+from pipeline.located import Located
 from pipeline.probe import AudioInfo
+from pipeline.records import UploadResult
 from pipeline.states import StopReason
 
 T = TypeVar("T")
@@ -71,31 +73,6 @@ class Stop:
 
 
 @dataclasses.dataclass(frozen=True)
-class Located:
-    """A source's bytes, found and hashed: a local file, or a temporary copy of a download."""
-
-    sha256: str
-    body: Body
-    audio: AudioInfo | None = None  # None until probed
-    temporary: Path | None = None  # a download's temporary file, removed by `discard`
-    on_discard: Callable[[], None] | None = None  # called once, when the temporary file goes
-
-    @property
-    def size(self) -> int:
-        return self.body.size
-
-    def discard(self) -> None:
-        if self.temporary is None:
-            return
-        try:
-            self.temporary.unlink()
-        except FileNotFoundError:
-            return  # discarded already
-        if self.on_discard is not None:
-            self.on_discard()
-
-
-@dataclasses.dataclass(frozen=True)
 class Job:
     """One upload to do: these bytes, with this purpose, recorded as content `content_id`."""
 
@@ -107,15 +84,6 @@ class Job:
     data: Located
 
 
-@dataclasses.dataclass(frozen=True)
-class UploadResult:
-    """What the service answered to an accepted upload."""
-
-    voice_id: str | None
-    instrumental_id: str | None
-    trace_id: str | None
-
-
 class Uploader(Protocol):
     async def upload(
         self, body: Body, *, purpose: str, filename: str, content_type: str
@@ -124,3 +92,17 @@ class Uploader(Protocol):
 
 class Fetcher(Protocol):
     async def fetch(self, url: str) -> Located: ...
+
+
+class Recorder(Protocol):
+    """Where the upload step records what became of each attempt (the ledger's writer)."""
+
+    def attempt(self, content_id: int) -> None: ...
+
+    async def done(self, content_id: int, result: UploadResult) -> None: ...
+
+    async def failed(
+        self, content_id: int, error: str, *, trace_id: str | None, retryable: bool
+    ) -> None: ...
+
+    def leave_source(self, source: str, purpose: str, reason: str) -> None: ...

@@ -16,22 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
 
-from pipeline.upload import Course
+T = TypeVar("T", bound=Hashable)  # a job on its way (the runner's); only held, never read
 
 
-class Parking:
+class Parking(Generic[T]):
     def __init__(self, limit: int, queue: asyncio.Queue[Any]) -> None:
         self.limit = limit
         self._queue = queue  # where a job whose wait is over goes, when it has room
-        self._waiting: dict[Course, asyncio.TimerHandle] = {}
-        self._ready: collections.deque[Course] = collections.deque()
+        self._waiting: dict[T, asyncio.TimerHandle] = {}
+        self._ready: collections.deque[T] = collections.deque()
 
     def __len__(self) -> int:
         return len(self._waiting) + len(self._ready)
 
-    def park(self, course: Course, seconds: float) -> bool:
+    def park(self, course: T, seconds: float) -> bool:
         """Hand `course` back after `seconds`; False when the lot is full (the caller waits)."""
         if len(self._waiting) >= self.limit:
             return False
@@ -39,11 +40,11 @@ class Parking:
         self._waiting[course] = loop.call_later(seconds, self._due, course)
         return True
 
-    def take(self) -> Course | None:
+    def take(self) -> T | None:
         """A job whose wait is over, if one did not fit in the queue."""
         return self._ready.popleft() if self._ready else None
 
-    def clear(self) -> list[Course]:
+    def clear(self) -> list[T]:
         """Cancel every wait (the run is stopping): the jobs that were parked."""
         for timer in self._waiting.values():
             timer.cancel()
@@ -52,7 +53,7 @@ class Parking:
         self._ready.clear()
         return courses
 
-    def _due(self, course: Course) -> None:
+    def _due(self, course: T) -> None:
         del self._waiting[course]
         if self._queue.full():
             self._ready.append(course)  # every upload task is busy; each looks here first

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from pipeline.ledger.store import SourceState
+from pipeline.records import SourceState
 from pipeline.sources import Entry
 from pipeline.states import ContentStatus
 

@@ -25,15 +25,17 @@ from pathlib import Path
 from pipeline.body import Body
 from pipeline.errors import EntryError, PermanentError
 from pipeline.hashing import read_and_hash
-from pipeline.ledger.store import Ledger, SourceFacts, SourceState
+from pipeline.ledger.store import Ledger, SourceFacts
 from pipeline.ledger.writer import Writer
-from pipeline.model import Fetcher, Job, Located
+from pipeline.located import Located
+from pipeline.model import Fetcher, Job
 from pipeline.names import source_key, wire_filename
 from pipeline.plan import Decision, Policy, Step, decide
 from pipeline.probe import AudioInfo, probe, probe_bytes
-from pipeline.report import Tally, reason_key
+from pipeline.records import SourceState
 from pipeline.sources import Entry
 from pipeline.states import ContentStatus, SourceStatus
+from pipeline.tally import Tally, reason_key
 
 log = logging.getLogger(__name__)
 NEEDS_IO = frozenset({Step.HASH, Step.REUSE, Step.FETCH})

@@ -25,8 +25,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.report import Tally, human_size
+from pipeline.report import human_size
 from pipeline.sources.census import Census
+from pipeline.tally import Tally
 
 WINDOW = 30.0  # seconds of history behind the rates and the ETA
 SHOWN_IN_FLIGHT = 4  # file names shown under the bar

@@ -70,7 +70,7 @@ class Runner:
     async def run(self) -> None:
         prepare_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 4)
         upload_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 2)
-        parking = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
+        parking: Parking[Course] = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
         senders = 0 if self.sender is None else UPLOAD_TASKS_PER_SLOT * self.concurrency
         uploaders = [
             asyncio.create_task(self._upload_worker(upload_q, parking)) for _ in range(senders)
@@ -173,7 +173,7 @@ class Runner:
 
     # --- 3. upload ------------------------------------------------------------------------------
 
-    async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking) -> None:
+    async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking[Course]) -> None:
         sender = self.sender
         assert sender is not None
         while True:
@@ -189,7 +189,7 @@ class Runner:
                     course.job.data.discard()
                     self._count_unfinished(-1)
 
-    async def _attempts(self, sender: Sender, course: Course, parking: Parking) -> bool:
+    async def _attempts(self, sender: Sender, course: Course, parking: Parking[Course]) -> bool:
         """Attempts of `course` until it is dealt with (False) or parked for a backoff (True)."""
         while (seconds := await sender.attempt(course)) is not None:
             if parking.park(course, seconds):

@@ -35,9 +35,10 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
-from pipeline.config import KEY_ENV, PURPOSES
+from pipeline.config import KEY_ENV
 from pipeline.errors import PermanentError
 from pipeline.probe import CONTENT_TYPES, probe
+from pipeline.states import PURPOSES
 
 UPLOAD_PATH = "/v2/generate/audio/minimax/upload"
 DEMO_KEY = "sandbox-demo-key"

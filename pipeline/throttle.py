@@ -48,39 +48,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import enum
 import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from pipeline import window as windows
-from pipeline.errors import TransientError
+from pipeline.signals import Signal
 
 log = logging.getLogger(__name__)
-
-
-class Signal(enum.StrEnum):
-    """What one answered (or failed) request says about the service."""
-
-    OK = "ok"  # any answer that is not a slow-down: 2xx, 4xx, base_resp errors not below
-    RATE = "rate"  # HTTP 429, base_resp 1002, 1039, 2045: too fast
-    CONCURRENCY = "concurrency"  # base_resp 1041: too many open requests
-    FAILURE = "failure"  # connection refused/reset/dropped, timeout, HTTP 5xx: maybe down
-
-
-def signal_of(error: BaseException | None) -> Signal:
-    """What a request's outcome (None: it succeeded) says about the service. The client has
-    already classified the answer (`pipeline.api`): slow-downs carry what to slow, a service
-    that did not answer (or answered 5xx) is `unreachable`."""
-    if isinstance(error, TransientError):
-        if error.slowdown == "rate":
-            return Signal.RATE
-        if error.slowdown == "concurrency":
-            return Signal.CONCURRENCY
-        if error.unreachable:
-            return Signal.FAILURE
-    return Signal.OK  # it answered: a success, a refusal, a bad file, an unknown error code
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,12 +35,13 @@ from pipeline.errors import (
     SourceChanged,
     TransientError,
 )
-from pipeline.ledger.writer import Writer
-from pipeline.model import Job, Stop, Stopped, Uploader, UploadResult
-from pipeline.report import Tally, reason_key
+from pipeline.model import Job, Recorder, Stop, Stopped, Uploader
+from pipeline.records import UploadResult
 from pipeline.retry import RetryPolicy, next_wait
+from pipeline.signals import Signal, signal_of
 from pipeline.states import StopReason
-from pipeline.throttle import Signal, Throttle, signal_of
+from pipeline.tally import Tally, reason_key
+from pipeline.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class Sender:
         self,
         *,
         uploader: Uploader,
-        writer: Writer,
+        writer: Recorder,
         throttle: Throttle,
         breaker: Breaker,
         policy: RetryPolicy,

@@ -34,7 +34,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pipeline.breaker import Breaker, ServiceDown
 from pipeline.errors import TransientError
 from pipeline.retry import RetryPolicy, backoff
-from pipeline.throttle import PACE, PacePolicy, Signal
+from pipeline.signals import Signal
+from pipeline.throttle import PACE, PacePolicy
 from tests import virtual_time
 from tests.sim_rivals import (
     AwsAdaptive,

@@ -25,12 +25,12 @@ import aiohttp
 from pipeline.api import UploadClient
 from pipeline.body import Body
 from pipeline.breaker import Breaker
-from pipeline.config import Secret
 from pipeline.errors import PermanentError, TransientError
 from pipeline.retry import RetryPolicy
 from pipeline.samples import write_wav
 from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH
-from pipeline.throttle import Signal, signal_of
+from pipeline.secret import Secret
+from pipeline.signals import Signal, signal_of
 from tests.conftest import SandboxServer, start_sandbox, stop_sandbox
 from tests.sim_flow import QUICK, Answer, Outcome, Pool, Scenario, ServiceSpec, measure
 from tests.sim_rivals import Flow, MainAimd, Ours

@@ -22,7 +22,8 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from pipeline.throttle import PACE, PacePolicy, Signal, Throttle
+from pipeline.signals import Signal
+from pipeline.throttle import PACE, PacePolicy, Throttle
 
 Clock = Callable[[], float]
 

@@ -12,19 +12,13 @@ from aioresponses import aioresponses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.api import (
-    Reply,
-    UploadClient,
-    build_form,
-    classify_base_resp,
-    classify_http,
-    multipart_bytes,
-    parse_retry_after,
-)
+from pipeline.api import UploadClient
 from pipeline.body import Body
-from pipeline.config import Secret
 from pipeline.errors import PermanentError, RunFatal, TransientError
+from pipeline.multipart import build_form, multipart_bytes
+from pipeline.replies import Reply, classify_base_resp, classify_http, parse_retry_after
 from pipeline.samples import write_wav
+from pipeline.secret import Secret
 
 URL = "http://api.test/v2/generate/audio/minimax/upload"
 KEY = "sk-test-key-123"

@@ -11,6 +11,7 @@ from pipeline import body as body_mod
 from pipeline.body import Body
 from pipeline.errors import SourceChanged
 from pipeline.hashing import read_and_hash
+from pipeline.multipart import payload_of
 
 
 class Collect:
@@ -38,7 +39,7 @@ async def test_a_small_file_is_sent_from_the_very_bytes_hashed(tmp_path: Path) -
     hashed = read_and_hash(path)
     path.write_bytes(b"y" * 1000)  # changed after hashing: what was hashed still goes out
     out = Collect()
-    await hashed.body.payload("audio/wav").write(out)  # type: ignore[arg-type]
+    await payload_of(hashed.body, "audio/wav").write(out)  # type: ignore[arg-type]
     assert bytes(out.data) == b"x" * 1000
 
 
@@ -47,7 +48,7 @@ async def test_an_unchanged_large_file_is_streamed_whole(tmp_path: Path) -> None
     hashed = read_and_hash(path)
     assert hashed.body.data is None
     out = Collect()
-    await hashed.body.payload("audio/wav").write(out)  # type: ignore[arg-type]
+    await payload_of(hashed.body, "audio/wav").write(out)  # type: ignore[arg-type]
     assert bytes(out.data) == path.read_bytes()
 
 
@@ -62,7 +63,7 @@ async def test_a_file_that_grows_while_sent_is_cut_before_its_last_chunk(tmp_pat
 
     out = Collect(append)
     with pytest.raises(SourceChanged, match="changed since it was hashed"):
-        await hashed.body.payload("audio/wav").write(out)  # type: ignore[arg-type]
+        await payload_of(hashed.body, "audio/wav").write(out)  # type: ignore[arg-type]
     assert len(out.data) < hashed.body.size  # the body never went out whole
 
 
@@ -72,7 +73,7 @@ async def test_a_file_rewritten_in_place_since_hashing_is_not_sent(tmp_path: Pat
     os.utime(path, ns=(1, 1))  # same size, another modification time
     out = Collect()
     with pytest.raises(SourceChanged):
-        await hashed.body.payload("audio/wav").write(out)  # type: ignore[arg-type]
+        await payload_of(hashed.body, "audio/wav").write(out)  # type: ignore[arg-type]
     assert not out.data
 
 
@@ -96,4 +97,4 @@ def test_a_file_still_being_written_while_hashed_is_left(
 
 
 def test_body_reads_the_expected_size_exactly() -> None:
-    assert Body(size=3, data=b"abc").payload("audio/wav").size == 3
+    assert payload_of(Body(size=3, data=b"abc"), "audio/wav").size == 3

@@ -11,7 +11,7 @@ from typing import TypeVar
 import pytest
 
 from pipeline.breaker import Breaker, BreakerState, ServiceDown
-from pipeline.throttle import Signal
+from pipeline.signals import Signal
 from tests import sim_flow, virtual_time
 
 T = TypeVar("T")

@@ -8,7 +8,6 @@ import pytest
 
 from pipeline.config import (
     DEFAULT_API_URL,
-    Secret,
     Settings,
     load_settings,
     parse_db,
@@ -16,6 +15,7 @@ from pipeline.config import (
     parse_size,
 )
 from pipeline.errors import ConfigError, UsageError
+from pipeline.secret import Secret
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
 from pipeline.ledger.store import Ledger, SourceFacts
 from pipeline.ledger.writer import Writer
-from pipeline.model import UploadResult
+from pipeline.records import UploadResult
 from pipeline.states import SourceStatus
 
 

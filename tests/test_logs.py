@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.config import Secret
 from pipeline.logs import RedactSecrets
+from pipeline.secret import Secret
 
 
 def masked(message: str, *secrets: str) -> str:

@@ -28,9 +28,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.api import build_form
 from pipeline.body import Body
 from pipeline.ledger.queries import EXPORT_COLUMNS
+from pipeline.multipart import build_form
 from pipeline.names import is_plain, path_bytes, source_key, wire_filename
 from pipeline.report import Exporter
 from tests.multipart_readers import read_upload, serialised

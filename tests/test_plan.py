@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.ledger.store import SourceState
 from pipeline.plan import Policy, Step, decide
+from pipeline.records import SourceState
 from pipeline.sources import Entry
 
 NOW = 1_000_000 * 10**9

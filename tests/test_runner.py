@@ -16,17 +16,19 @@ from pipeline.errors import PermanentError, RunFatal, TransientError
 from pipeline.ledger import open_ledger
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
-from pipeline.model import Stop, UploadResult
+from pipeline.model import Stop
 from pipeline.plan import Policy
 from pipeline.prepare import Preparer
-from pipeline.report import Tally
+from pipeline.records import UploadResult
 from pipeline.retry import RetryPolicy
 from pipeline.runner import Runner
 from pipeline.samples import write_wav
+from pipeline.signals import Signal
 from pipeline.sources import CrawlStats
 from pipeline.sources.folder import walk_folder
 from pipeline.states import StopReason
-from pipeline.throttle import Signal, Throttle
+from pipeline.tally import Tally
+from pipeline.throttle import Throttle
 from pipeline.upload import Sender
 
 

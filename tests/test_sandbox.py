@@ -12,11 +12,11 @@ from aiohttp.test_utils import TestServer
 
 from pipeline.api import UploadClient
 from pipeline.body import Body
-from pipeline.config import Secret
 from pipeline.errors import PermanentError, RunFatal
 from pipeline.retry import RetryPolicy, retrying
 from pipeline.samples import write_mp3, write_wav
 from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
+from pipeline.secret import Secret
 
 
 def file_body(path: Path) -> Body:

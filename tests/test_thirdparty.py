@@ -9,8 +9,8 @@ import re
 import pytest
 from werkzeug.test import Client
 
-from pipeline.api import build_form
 from pipeline.body import Body
+from pipeline.multipart import build_form
 from tests.multipart_readers import read_upload, serialised
 from tests.thirdparty import DEMO_KEY, UPLOAD_PATH, ThirdParty
 

@@ -17,22 +17,22 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from pipeline import window as windows
-from pipeline.api import Reply, UploadClient, classify_base_resp, classify_http
+from pipeline.api import UploadClient
 from pipeline.body import Body
-from pipeline.config import Secret
 from pipeline.errors import TransientError
+from pipeline.replies import Reply, classify_base_resp, classify_http
 from pipeline.samples import write_wav
 from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
+from pipeline.secret import Secret
+from pipeline.signals import Signal, signal_of
 from pipeline.throttle import (
     PACE,
     SETTLED,
     Epoch,
     PaceModel,
-    Signal,
     Throttle,
     advance,
     pace_of,
-    signal_of,
 )
 from tests import sim_flow, virtual_time
 

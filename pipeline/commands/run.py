@@ -22,7 +22,7 @@ from pipeline import logs, progress
 from pipeline.api import UploadClient
 from pipeline.breaker import Breaker
 from pipeline.commands.hold import held
-from pipeline.config import KEY_ENV, Secret, Settings
+from pipeline.config import KEY_ENV, Settings
 from pipeline.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.fetch import HttpFetcher
 from pipeline.fleet import Fleet
@@ -39,12 +39,14 @@ from pipeline.names import shown
 from pipeline.outcome import RUN_STATUS, Exit, run_exit
 from pipeline.plan import Policy
 from pipeline.prepare import Preparer
-from pipeline.report import Tally, render_summary
+from pipeline.report import render_summary
 from pipeline.retry import RetryPolicy
 from pipeline.runner import Runner
+from pipeline.secret import Secret
 from pipeline.sources import Entry, Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.states import RunStatus, StopReason
+from pipeline.tally import Tally
 from pipeline.throttle import Throttle
 from pipeline.upload import Sender
 

@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 
 from pipeline.ledger.models import contents, runs, sources
+from pipeline.records import EXPORT_FIELDS
 from pipeline.states import ContentStatus, RunStatus, SourceStatus
 
 
@@ -60,24 +61,6 @@ STATE_QUERY = (
 )
 
 
-# One exported record: these fields, in this order (README.md documents them), then `extra`.
-EXPORT_FIELDS = (
-    "source",
-    "purpose",
-    "sha256",
-    "status",
-    "voice_id",
-    "instrumental_id",
-    "error",
-    "attempts",
-    "retryable",
-    "trace_id",
-    "size",
-    "kind",
-    "filename",
-    "line",
-    "external_id",
-)
 EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text
 
 

@@ -42,37 +42,11 @@ from pipeline.ledger.queries import (
     shown_counts,
     top_errors,
 )
-from pipeline.states import ContentStatus, RunStatus, SourceStatus
+from pipeline.records import SourceState
+from pipeline.states import RunStatus
 
 Clock = Callable[[], float]
 LOOKUP_CHUNK = 500  # keys per lookup query: well under every driver's bound-parameter limit
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SourceState:
-    """What the ledger knows of one (source, purpose)."""
-
-    id: int
-    size: int | None
-    mtime_ns: int | None
-    sha256: str | None
-    status: str  # SourceStatus of the source itself
-    retryable: int  # of the source's failure
-    error: str | None
-    content_id: int | None
-    content_status: str | None  # ContentStatus, when linked
-    content_retryable: int | None
-
-    def effective_status(self) -> str:
-        if self.status != SourceStatus.OK:
-            return self.status
-        return self.content_status or ContentStatus.PENDING
-
-    def failed_for_good(self) -> bool:
-        """Failed, and not by running out of attempts on transient errors."""
-        if self.status == SourceStatus.FAILED:
-            return not self.retryable
-        return self.content_status == ContentStatus.FAILED and not self.content_retryable
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from pipeline.ledger.claims import Claims
 from pipeline.ledger.engines import passing
 from pipeline.ledger.statements import Link, Statements
 from pipeline.ledger.store import Clock, SourceFacts
-from pipeline.model import UploadResult
+from pipeline.records import UploadResult
 from pipeline.states import SourceStatus
 
 log = logging.getLogger(__name__)

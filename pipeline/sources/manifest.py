@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from pipeline.config import PURPOSES
 from pipeline.errors import UsageError
 from pipeline.names import source_key
 from pipeline.sources import Entry
+from pipeline.states import PURPOSES
 
 SOURCE_ALIASES = ("source", "url", "path")
 KNOWN = {"purpose", "filename", "external_id"}
