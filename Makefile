@@ -40,7 +40,7 @@ format: install ## apply ruff's fixes and formatting
 
 .PHONY: demo
 demo: install ## generate a sample catalogue and ingest it into the local sandbox
-	$(BIN)/python -m pipeline.demo
+	$(BIN)/python -m pipeline.sandbox.demo
 
 .PHONY: bench
 bench: install ## ingest beside curl, bare aiohttp, rclone, find (BENCH_QUICK=1: fast pass)

@@ -1,6 +1,6 @@
 """The command line: parse -> Settings -> run; the outcome is the exit code. Kept thin on purpose.
 
-The exit codes are listed in `pipeline.outcome` (and README.md): a command that runs to its end
+The exit codes are listed in `pipeline.core.exits` (and README.md): a command that runs to its end
 returns its own code; one that cannot, raises an `IngestError` that carries its code.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from pipeline import __version__
-from pipeline.outcome import Exit
-from pipeline.states import PURPOSES
+from pipeline.core.exits import Exit
+from pipeline.core.states import PURPOSES
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -220,7 +220,7 @@ def console() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sandbox":
-        from pipeline.sandbox import serve
+        from pipeline.sandbox.server import serve
 
         return serve(args, environ=os.environ)
     flags = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags.setdefault("log_level", "error")
         flags.setdefault("progress", "never")
     from pipeline.config import load_settings
-    from pipeline.errors import IngestError
+    from pipeline.core.errors import IngestError
 
     try:
         settings = load_settings(

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipeline.errors import ConfigError, UsageError
+from pipeline.core.errors import ConfigError, UsageError
+from pipeline.core.secret import Secret
+from pipeline.core.states import PURPOSES
 from pipeline.ledger.location import Location, parse_location
-from pipeline.secret import Secret
-from pipeline.states import PURPOSES
 
 DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
 DEFAULT_DB = "ingest.db"

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from pipeline.probe import probe, probe_bytes
-from pipeline.samples import write_noise_wav
+from pipeline.content.probe import probe, probe_bytes
+from pipeline.sandbox.samples import write_noise_wav
 from tests.audiofiles import MP3, lame_mp3, xing
 
 BUDGET = 1.0  # seconds of probing per file and function

@@ -24,7 +24,7 @@ import aioresponses.core
 import pytest
 from aiohttp import ClientResponse
 
-from pipeline.sandbox import DEMO_KEY
+from pipeline.sandbox.server import DEMO_KEY
 
 
 class _DoneWriter:
@@ -148,7 +148,7 @@ def run_cli(
 
 def song_catalogue(root: Path, count: int, *, per_folder: int = 50) -> Path:
     """`count` small, distinct WAVs (10.5 s of 8-bit tone at 2 kHz) under root/song/dNN/."""
-    from pipeline.samples import write_wav
+    from pipeline.sandbox.samples import write_wav
 
     for i in range(count):
         folder = root / "song" / f"d{i // per_folder}"

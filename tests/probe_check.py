@@ -32,8 +32,8 @@ from pathlib import Path
 
 import soundfile
 
-from pipeline.errors import PermanentError
-from pipeline.probe import MAX_SECONDS, MIN_SECONDS, measure, probe
+from pipeline.content.probe import MAX_SECONDS, MIN_SECONDS, measure, probe
+from pipeline.core.errors import PermanentError
 from tests import audiofiles as af
 
 # Lengths asked of the encoders: boundaries, ordinary songs and the long limit. The long ones

@@ -1,18 +1,17 @@
 """Discrete-event simulation of the upload pool's flow control: `python -m tests.sim_flow`.
 
-The evidence behind `pipeline/throttle.py`, `pipeline/window.py` and `pipeline/breaker.py`. The
-real classes run on a virtual-time asyncio loop (`tests/virtual_time.py`): seconds of traffic in
-milliseconds, and the same seeds give the same events. The pool is the runner's loop as it was
-when these designs were chosen: `4 x concurrency` tasks, each entry up to `max_attempts` attempts
-with the runner's backoff (full jitter, Retry-After wins), waited out in its task (the runner now
-parks such a job outside its tasks, `pipeline/parking.py`; at the simulated client's 50 attempts
-a second the tasks are never what limits the pool, so the comparisons stand); per attempt
-`admit()` (breaker), `acquire()` (flow), the request, `record()`, `release()`; recording an
-outcome takes 20 ms of the client's one thread
-(50 attempts per second at most, as the ledger writes cap the real runner). The service follows
-the sandbox: refusals for a limit are answered at once, a request-per-second limit is a sliding
-one-second window that counts only accepted requests, random faults are drawn per request; it
-adds what the sandbox lacks: latency varies +-20% and the network 0-1 ms each way.
+The evidence behind `pipeline/flow/throttle.py`, `window.py` and `breaker.py`. The real classes run
+on a virtual-time asyncio loop (`tests/virtual_time.py`): seconds of traffic in milliseconds, and
+the same seeds give the same events. The pool is the runner's loop as it was when these designs were
+chosen: `4 x concurrency` tasks, each entry up to `max_attempts` attempts with the runner's backoff
+(full jitter, Retry-After wins), waited out in its task (the runner now parks such a job outside its
+tasks, `pipeline/flow/parking.py`; at the simulated client's 50 attempts a second the tasks are
+never what limits the pool, so the comparisons stand); per attempt `admit()` (breaker), `acquire()`
+(flow), the request, `record()`, `release()`; recording an outcome takes 20 ms of the client's one
+thread (50 attempts per second at most, as the ledger writes cap the real runner). The service
+follows the sandbox: refusals for a limit are answered at once, a request-per-second limit is a
+sliding one-second window that counts only accepted requests, random faults are drawn per request;
+it adds what the sandbox lacks: latency varies +-20% and the network 0-1 ms each way.
 
     python -m tests.sim_flow              the scenarios x the designs of tests/sim_rivals.py
     python -m tests.sim_flow --seeds 9    more seeds (the table shows medians)
@@ -31,11 +30,11 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from pipeline.breaker import Breaker, ServiceDown
-from pipeline.errors import TransientError
-from pipeline.retry import RetryPolicy, backoff
-from pipeline.signals import Signal
-from pipeline.throttle import PACE, PacePolicy
+from pipeline.core.errors import TransientError
+from pipeline.flow.backoff import RetryPolicy, backoff
+from pipeline.flow.breaker import Breaker, ServiceDown
+from pipeline.flow.signals import Signal
+from pipeline.flow.throttle import PACE, PacePolicy
 from tests import virtual_time
 from tests.sim_rivals import (
     AwsAdaptive,

@@ -1,8 +1,8 @@
 """The simulation's scenarios against the real thing: `python -m tests.sim_flow --real`.
 
-The same pool as `tests/sim_flow.py` (the runner's intended loop, the real Throttle and Breaker),
-on a real asyncio loop, posting real multipart uploads with `pipeline.api.UploadClient` to an
-`ingest sandbox` subprocess on loopback, with the sandbox's own fault modes standing in for the
+The same pool as `tests/sim_flow.py` (the runner's intended loop, the real Throttle and Breaker), on
+a real asyncio loop, posting real multipart uploads with `pipeline.transport.client.UploadClient` to
+an `ingest sandbox` subprocess on loopback, with the sandbox's own fault modes standing in for the
 service. Each answer is turned into a Signal from the client's typed error (the runner will get it
 from the client itself); refusals are counted from the sandbox's own request log. Takes a few
 minutes: the rate-limited catalogue alone takes 40 s or more.
@@ -22,15 +22,15 @@ from pathlib import Path
 
 import aiohttp
 
-from pipeline.api import UploadClient
-from pipeline.body import Body
-from pipeline.breaker import Breaker
-from pipeline.errors import PermanentError, TransientError
-from pipeline.retry import RetryPolicy
-from pipeline.samples import write_wav
-from pipeline.sandbox import DEMO_KEY, UPLOAD_PATH
-from pipeline.secret import Secret
-from pipeline.signals import Signal, signal_of
+from pipeline.content.body import Body
+from pipeline.core.errors import PermanentError, TransientError
+from pipeline.core.secret import Secret
+from pipeline.flow.backoff import RetryPolicy
+from pipeline.flow.breaker import Breaker
+from pipeline.flow.signals import Signal, signal_of
+from pipeline.sandbox.samples import write_wav
+from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH
+from pipeline.transport.client import UploadClient
 from tests.conftest import SandboxServer, start_sandbox, stop_sandbox
 from tests.sim_flow import QUICK, Answer, Outcome, Pool, Scenario, ServiceSpec, measure
 from tests.sim_rivals import Flow, MainAimd, Ours

@@ -7,7 +7,7 @@
                   (beta 0.7, C 0.4) on throttling answers, capped at twice the measured rate
     SRE ratio     client-side adaptive throttling (SRE book, "Handling Overload"): reject
                   locally with p = max(0, (requests - K*accepts) / (requests + 1)), K = 2, 2 min
-    ours          pipeline.throttle.Throttle (delivery-rate pace + learnt window)
+    ours          pipeline.flow.throttle.Throttle (delivery-rate pace + learnt window)
 
 Each is written here from its published description, not copied; all but ours keep the user's
 concurrency as a plain semaphore, since none of them has a window of its own.
@@ -22,8 +22,8 @@ import random
 from collections.abc import Callable
 from typing import Protocol
 
-from pipeline.signals import Signal
-from pipeline.throttle import PACE, PacePolicy, Throttle
+from pipeline.flow.signals import Signal
+from pipeline.flow.throttle import PACE, PacePolicy, Throttle
 
 Clock = Callable[[], float]
 
@@ -222,7 +222,7 @@ class SreRatio(Unpaced):
 
 
 class Ours:
-    """pipeline.throttle.Throttle, with the pool's concurrency as its window's ceiling."""
+    """pipeline.flow.throttle.Throttle, with the pool's concurrency as its window's ceiling."""
 
     def __init__(self, concurrency: int, clock: Clock, policy: PacePolicy = PACE) -> None:
         self.name = "ours"

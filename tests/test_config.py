@@ -14,8 +14,8 @@ from pipeline.config import (
     parse_duration,
     parse_size,
 )
-from pipeline.errors import ConfigError, UsageError
-from pipeline.secret import Secret
+from pipeline.core.errors import ConfigError, UsageError
+from pipeline.core.secret import Secret
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,11 +1,11 @@
 """A second stand-in for the upload API, on another HTTP stack than the client's.
 
-The sandbox (`pipeline/sandbox.py`) is written with aiohttp, like the client, so whatever aiohttp
-writes, it also reads back. This server is Werkzeug's threaded WSGI server, and every upload body
-is read three ways (`tests.multipart_readers`): split by hand from the raw bytes (each part's
+The sandbox (`pipeline/sandbox/server.py`) is written with aiohttp, like the client, so whatever
+aiohttp writes, it also reads back. This server is Werkzeug's threaded WSGI server, and every upload
+body is read three ways (`tests.multipart_readers`): split by hand from the raw bytes (each part's
 `Content-Disposition` kept exactly as sent), by Werkzeug's multipart decoder and by
-python-multipart's form parser. What each one saw is kept per request and served as JSON at
-`GET /_thirdparty/requests`.
+python-multipart's form parser. What each one saw is kept per request and served as JSON at `GET
+/_thirdparty/requests`.
 
 It answers like the service: the bearer key is checked (`AIMLAPI_API_KEY`, default
 `sandbox-demo-key`), the purpose too (`base_resp` 2013 otherwise), and ids come in the real shape

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from pipeline.commands.hold import fmt_time, held
 from pipeline.config import Settings
-from pipeline.errors import UsageError
+from pipeline.core.errors import UsageError
+from pipeline.core.exits import Exit
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.figures import Figures, read_sqlite
 from pipeline.ledger.files import check_file
 from pipeline.ledger.queries import EXPORT_COLUMNS
-from pipeline.outcome import Exit
-from pipeline.report import Exporter, render_status, status_data
+from pipeline.output.report import Exporter, render_status, status_data
 
 if TYPE_CHECKING:
     from pipeline.ledger.store import Ledger

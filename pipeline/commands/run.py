@@ -18,14 +18,18 @@ from typing import Any
 import aiohttp
 from sqlalchemy.exc import DBAPIError
 
-from pipeline import logs, progress
-from pipeline.api import UploadClient
-from pipeline.breaker import Breaker
 from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Settings
-from pipeline.errors import LedgerUnreachable, LedgerWriteError
-from pipeline.fetch import HttpFetcher
-from pipeline.fleet import Fleet
+from pipeline.core.entry import Entry
+from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.exits import RUN_STATUS, Exit, run_exit
+from pipeline.core.names import shown
+from pipeline.core.secret import Secret
+from pipeline.core.states import RunStatus, StopReason
+from pipeline.core.stop import Stop
+from pipeline.flow.backoff import RetryPolicy
+from pipeline.flow.breaker import Breaker
+from pipeline.flow.throttle import Throttle
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.engines import create_sync_engine_for
@@ -33,22 +37,19 @@ from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
-from pipeline.metrics import MetricsFile
-from pipeline.model import Stop
-from pipeline.names import shown
-from pipeline.outcome import RUN_STATUS, Exit, run_exit
-from pipeline.plan import Policy
-from pipeline.prepare import Preparer
-from pipeline.report import render_summary
-from pipeline.retry import RetryPolicy
-from pipeline.runner import Runner
-from pipeline.secret import Secret
-from pipeline.sources import Entry, Source, check_sources, iter_batches
+from pipeline.output import logs, progress
+from pipeline.output.metrics import MetricsFile
+from pipeline.output.report import render_summary
+from pipeline.run.fleet import Fleet
+from pipeline.run.plan import Policy
+from pipeline.run.prepare import Preparer
+from pipeline.run.runner import Runner
+from pipeline.run.tally import Tally
+from pipeline.run.upload import Sender
+from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
-from pipeline.states import RunStatus, StopReason
-from pipeline.tally import Tally
-from pipeline.throttle import Throttle
-from pipeline.upload import Sender
+from pipeline.transport.client import UploadClient
+from pipeline.transport.fetch import HttpFetcher
 
 log = logging.getLogger("pipeline")
 

@@ -23,9 +23,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, literal, or_, select, tuple_, update
 from sqlalchemy.engine import Connection, Row
 
+from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.models import contents, runs, sources
 from pipeline.ledger.queries import db_epoch, dialect_insert, live_runs
-from pipeline.states import ContentStatus, SourceStatus
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from pipeline.errors import LedgerError
+from pipeline.core.errors import LedgerError
 from pipeline.ledger.location import Location
 
 SQLITE_HEADER = b"SQLite format 3\x00"

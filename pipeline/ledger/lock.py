@@ -15,7 +15,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from pipeline.errors import LedgerError, LedgerHeld
+from pipeline.core.errors import LedgerError, LedgerHeld
 
 
 def lock_path(db_path: Path) -> Path:

@@ -23,7 +23,7 @@ from sqlalchemy import func, inspect, select, table
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.errors import LedgerError
+from pipeline.core.errors import LedgerError
 from pipeline.ledger.engines import create_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import Location, parse_location

@@ -13,9 +13,9 @@ from sqlalchemy import ColumnElement, Float, and_, bindparam, case, cast, func, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 
+from pipeline.core.records import EXPORT_FIELDS
+from pipeline.core.states import ContentStatus, RunStatus, SourceStatus
 from pipeline.ledger.models import contents, runs, sources
-from pipeline.records import EXPORT_FIELDS
-from pipeline.states import ContentStatus, RunStatus, SourceStatus
 
 
 def db_epoch(dialect: str) -> ColumnElement[float]:

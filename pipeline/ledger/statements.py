@@ -26,10 +26,10 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection
 
+from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.models import contents, sources
 from pipeline.ledger.queries import dialect_insert
-from pipeline.states import ContentStatus, SourceStatus
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

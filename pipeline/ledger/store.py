@@ -23,7 +23,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pipeline.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.records import SourceState
+from pipeline.core.states import RunStatus
 from pipeline.ledger.engines import passing
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
@@ -42,8 +44,6 @@ from pipeline.ledger.queries import (
     shown_counts,
     top_errors,
 )
-from pipeline.records import SourceState
-from pipeline.states import RunStatus
 
 Clock = Callable[[], float]
 LOOKUP_CHUNK = 500  # keys per lookup query: well under every driver's bound-parameter limit

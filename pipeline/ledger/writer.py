@@ -33,13 +33,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pipeline.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.records import UploadResult
+from pipeline.core.states import SourceStatus
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.engines import passing
 from pipeline.ledger.statements import Link, Statements
 from pipeline.ledger.store import Clock, SourceFacts
-from pipeline.records import UploadResult
-from pipeline.states import SourceStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

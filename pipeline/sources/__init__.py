@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from pipeline.errors import UsageError
+from pipeline.core.entry import Entry
+from pipeline.core.errors import UsageError
 
 
 @dataclasses.dataclass
@@ -22,35 +23,6 @@ class CrawlStats:
     hidden: int = 0  # hidden files and folders skipped
     loops: int = 0  # folders reached twice through symlinks, skipped
     unreadable: int = 0  # folders that could not be listed
-
-
-@dataclasses.dataclass(slots=True)
-class Entry:
-    """One thing to upload. `source` is its key in the ledger: the absolute path of a local file
-    (see `pipeline.names.source_key`), or the URL; `written` is a manifest row's text as written;
-    `path` is the local file when there is one; `url` when it must be fetched. `size` and
-    `mtime_ns` are the file's, when the crawl has already looked (a folder crawl always has).
-
-    Treat it as immutable (`dataclasses.replace` for a changed copy); it is not declared frozen
-    because a crawl makes one per file and a frozen dataclass costs twice as much to build."""
-
-    source: str
-    purpose: str  # "" when unknown; then `error` says so
-    filename: str
-    written: str | None = None  # a manifest row's source exactly as written
-    path: str | None = None  # a file name as the operating system gave it (see pipeline.names)
-    url: str | None = None
-    line: int | None = None
-    external_id: str | None = None
-    extra: Mapping[str, str] | None = None
-    error: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-    origin: str | None = None  # the folder or manifest it was found in (absolute)
-
-    @property
-    def kind(self) -> str:
-        return "url" if self.url is not None else "file"
 
 
 @dataclasses.dataclass(frozen=True)

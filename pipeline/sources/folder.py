@@ -17,8 +17,9 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pipeline.names import source_key, wire_filename
-from pipeline.sources import CrawlStats, Entry
+from pipeline.core.entry import Entry
+from pipeline.core.names import source_key, wire_filename
+from pipeline.sources import CrawlStats
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff", ".wma"}

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from pipeline.errors import UsageError
-from pipeline.names import source_key
-from pipeline.sources import Entry
-from pipeline.states import PURPOSES
+from pipeline.core.entry import Entry
+from pipeline.core.errors import UsageError
+from pipeline.core.names import source_key
+from pipeline.core.states import PURPOSES
 
 SOURCE_ALIASES = ("source", "url", "path")
 KNOWN = {"purpose", "filename", "external_id"}

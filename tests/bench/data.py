@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.samples import write_noise_wav
+from pipeline.sandbox.samples import write_noise_wav
 
 PER_FOLDER = 500
 SMALL_SECONDS = 10.5

@@ -33,8 +33,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.errors import TransientError
-from pipeline.retry import RetryPolicy, backoff
+from pipeline.core.errors import TransientError
+from pipeline.flow.backoff import RetryPolicy, backoff
 from tests.bench.context import Context
 from tests.bench.harness import REPEATS, Sample, Sandbox, ingest_run, interleaved, median, scaled
 from tests.bench.table import Goal, line, section

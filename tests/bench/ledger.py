@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.samples import write_noise_wav
+from pipeline.sandbox.samples import write_noise_wav
 from tests.bench import bigledger, references
 from tests.bench.context import Context
 from tests.bench.harness import (

@@ -9,7 +9,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from pipeline.probe import probe
+from pipeline.content.probe import probe
 from tests.bench.context import Context
 from tests.bench.table import Goal, line, section
 from tests.bench_probe import make_files, median_us

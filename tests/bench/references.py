@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.sandbox import DEMO_KEY
+from pipeline.sandbox.server import DEMO_KEY
 from tests.bench.harness import Sample, Sandbox, measure
 
 PACKAGES = {"curl": "curl", "xargs": "findutils", "find": "findutils", "rclone": "rclone"}

@@ -1,0 +1,339 @@
+"""Step 2 of a run: from entries to upload jobs.
+
+    # 2a. triage, one batch at a time: stat what the crawl has not, look the whole batch up in
+    #     the ledger in one query, and decide each entry (`plan.decide`); entries that need no
+    #     I/O (done earlier, failed earlier, too young, bad) are counted and recorded here;
+    # 2b. prepare, one entry at a time: hash the file (or reuse its recorded hash, or download
+    #     the URL), probe the bytes, and link the source to its content in the ledger; a content
+    #     that still needs sending becomes a `Job`.
+
+State kept here is only for this run: the contents claimed for upload by this run (so the same
+bytes reached twice are sent once). Everything else is in the ledger as soon as it is true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.content.body import Body
+from pipeline.content.hashing import read_and_hash
+from pipeline.content.located import Located
+from pipeline.content.probe import AudioInfo, probe, probe_bytes
+from pipeline.core.entry import Entry
+from pipeline.core.errors import EntryError, PermanentError
+from pipeline.core.names import source_key, wire_filename
+from pipeline.core.records import SourceState
+from pipeline.core.states import ContentStatus, SourceStatus
+from pipeline.ledger.store import Ledger, SourceFacts
+from pipeline.ledger.writer import Writer
+from pipeline.run.model import Fetcher, Job
+from pipeline.run.plan import Decision, Policy, Step, decide
+from pipeline.run.tally import Tally, reason_key
+
+log = logging.getLogger(__name__)
+NEEDS_IO = frozenset({Step.HASH, Step.REUSE, Step.FETCH})
+HASHED_KEPT = 4096  # files whose hash a run remembers (for manifests naming one file often)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Work:
+    """An entry that needs its bytes located: hashed, reused or fetched."""
+
+    entry: Entry
+    state: SourceState | None
+    step: Step
+    replaces_no_purpose: bool = False  # the ledger holds it with no purpose from an earlier run
+
+
+class Preparer:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        writer: Writer | None,  # None in a dry run: nothing is recorded
+        fetcher: Fetcher | None,
+        tally: Tally,
+        policy: Policy,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.ledger = ledger
+        self.writer = writer
+        self.fetcher = fetcher
+        self.tally = tally
+        self.policy = policy
+        self.clock_ns = clock_ns
+        self.patience = 600.0  # seconds a restarting ledger server is waited for
+        self.claimed: set[int] = set()  # contents this run has queued for upload
+        # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
+        self._hashed: collections.OrderedDict[
+            tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
+        ] = collections.OrderedDict()
+        self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
+
+    # --- 2a. triage -----------------------------------------------------------------------------
+
+    async def triage(self, batch: Sequence[Entry]) -> list[Work]:
+        """Decide a batch; settle what needs no I/O; return the rest."""
+        self.tally.seen += len(batch)
+        entries, errors = await _stat_unstated(batch)
+        states = await self.ledger.states_patiently(
+            (e.source for e in entries), patience=self.patience
+        )
+        now, work = self.clock_ns(), []
+        for entry, error in zip(entries, errors, strict=True):
+            state = states.get((entry.source, entry.purpose))
+            decision = decide(entry, state, policy=self.policy, now_ns=now, error=error)
+            stale = bool(entry.purpose) and (entry.source, "") in states
+            if decision.step in NEEDS_IO:
+                work.append(Work(entry, state, decision.step, stale))
+            else:
+                self._settle(entry, decision, stale)
+        return work
+
+    def _settle(self, entry: Entry, decision: Decision, stale: bool) -> None:
+        if decision.step is Step.SKIP_DONE:
+            self.tally.skipped_done += 1
+        elif decision.step is Step.SKIP_FAILED:
+            self.tally.skipped_failed += 1
+        elif decision.step is Step.SKIP_YOUNG:
+            self.tally.young += 1
+            log.info("left alone %s: modified less than --min-age ago", _where(entry))
+        else:
+            facts = facts_of(entry, replaces_no_purpose=stale)
+            self._fail(entry, facts, decision.reason or "unknown")
+
+    # --- 2b. prepare ----------------------------------------------------------------------------
+
+    async def prepare(self, work: Work) -> Job | None:
+        """Locate, probe and link one entry; the job if its content still needs an upload."""
+        if not await self._claim(work.entry):
+            return None
+        try:
+            located, audio = await self._locate(work)
+        except PermanentError as exc:
+            self._fail(work.entry, facts_of(work.entry), exc.reason)
+            return None
+        except EntryError as exc:  # timeouts, a file still being written: left for the next run
+            self._leave(work.entry, exc.reason)
+            return None
+        if isinstance(audio, PermanentError):
+            # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
+            self._fail(work.entry, facts_of(work.entry, located), audio.reason)
+            located.discard()
+            return None
+        try:
+            return await self._link(work, located, audio)
+        except BaseException:
+            located.discard()
+            raise
+
+    async def _claim(self, entry: Entry) -> bool:
+        """On a shared ledger, claim the source just before its bytes are read: False when
+        another live run holds it (it comes back to this one if that run dies)."""
+        if self.writer is None or self.writer.claims is None:
+            return True
+        if await self.writer.claim_source(claim_row(entry, self.ledger.clock())):
+            return True
+        self.tally.elsewhere += 1
+        return False
+
+    async def _locate(self, work: Work) -> tuple[Located, AudioInfo | PermanentError]:
+        """The entry's bytes and what they are (or why they cannot be sent)."""
+        entry = work.entry
+        if work.step is Step.FETCH:
+            if self.fetcher is None:
+                raise PermanentError("URL sources need a fetcher")
+            assert entry.url is not None
+            fetched = await self.fetcher.fetch(entry.url)
+            try:
+                return await asyncio.to_thread(_probed, fetched)
+            except BaseException:  # cancelled by a stop: the temporary file goes too
+                fetched.discard()
+                raise
+        assert entry.path is not None and entry.size is not None
+        if work.step is Step.REUSE and work.state is not None and work.state.sha256:
+            body = Body(size=entry.size, path=entry.path, mtime_ns=entry.mtime_ns)
+            return await asyncio.to_thread(_probed, Located(work.state.sha256, body))
+        return await self._hash_once(entry.path, entry.size, entry.mtime_ns)
+
+    async def _hash_once(
+        self, path: str, size: int, mtime_ns: int | None
+    ) -> tuple[Located, AudioInfo | PermanentError]:
+        """Hash and probe a file (one thread hop) once per run: a manifest naming the same file
+        on many rows, unchanged meanwhile, reuses the first answer (rows being prepared at the
+        same moment wait for it rather than read the file again)."""
+        key = (path, size, mtime_ns)
+        known = self._hashed.get(key)
+        if known is not None:
+            sha256, audio = await asyncio.shield(known)
+            return Located(sha256, Body(size=size, path=path, mtime_ns=mtime_ns)), audio
+        future: asyncio.Future[tuple[str, AudioInfo | PermanentError]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._hashed[key] = future
+        if len(self._hashed) > HASHED_KEPT:
+            self._hashed.popitem(last=False)
+        try:
+            located, audio = await asyncio.to_thread(_hashed_and_probed, path)
+        except BaseException as exc:
+            del self._hashed[key]  # not known after all: the next row tries for itself
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody may be waiting
+            raise
+        future.set_result((located.sha256, audio))
+        return located, audio
+
+    async def _link(self, work: Work, located: Located, audio: AudioInfo) -> Job | None:
+        """Record the source against its content; return a job if this run must upload it."""
+        entry = work.entry
+        if self.writer is None:
+            await self._count_dry(entry, located)
+            return None
+        facts = facts_of(entry, located, replaces_no_purpose=work.replaces_no_purpose)
+        link = await self.writer.link(facts, sha256=located.sha256, size=located.size)
+        status, content_id, ours = link.status, link.content_id, link.claimed
+        retry = link.retryable or self.policy.retry_failed
+        if status == ContentStatus.FAILED and retry and content_id not in self.claimed:
+            ours = await self.writer.reset(content_id)
+            status = ContentStatus.PENDING
+        if status != ContentStatus.PENDING or content_id in self.claimed or not ours:
+            self._count_linked(entry, status, content_id, elsewhere=not ours)
+            located.discard()
+            return None
+        self.claimed.add(content_id)
+        return Job(content_id, entry.source, entry.purpose, entry.filename, audio, located)
+
+    def _count_linked(
+        self, entry: Entry, status: str, content_id: int, *, elsewhere: bool = False
+    ) -> None:
+        if elsewhere:
+            self.tally.elsewhere += 1
+            log.info(
+                "same bytes being uploaded by another run: %s (%s)", entry.source, entry.purpose
+            )
+        elif status == ContentStatus.DONE or content_id in self.claimed:
+            self.tally.deduplicated += 1
+            log.info(
+                "same bytes as an upload already %s: %s (%s)",
+                "done" if status == ContentStatus.DONE else "in this run",
+                entry.source,
+                entry.purpose,
+            )
+        else:
+            self.tally.skipped_failed += 1
+
+    async def _count_dry(self, entry: Entry, located: Located) -> None:
+        key = (located.sha256, entry.purpose)
+        done = await self.ledger.content_status_of(*key) == ContentStatus.DONE
+        if done or key in self._dry_seen:
+            self.tally.deduplicated += 1
+        else:
+            self._dry_seen.add(key)
+            self.tally.would_upload[entry.purpose] += 1
+            self.tally.would_upload_bytes[entry.purpose] += located.size
+        located.discard()
+
+    # --- recording ------------------------------------------------------------------------------
+
+    def _fail(self, entry: Entry, facts: SourceFacts, reason: str) -> None:
+        self.tally.failed[reason_key(reason)] += 1
+        log.warning("failed %s: %s", _where(entry), reason)
+        if self.writer is not None:
+            self.writer.record_source(facts, status=SourceStatus.FAILED, error=reason)
+
+    def _leave(self, entry: Entry, reason: str) -> None:
+        self.tally.left[reason_key(reason)] += 1
+        log.warning("left for the next run %s: %s", _where(entry), reason)
+        if self.writer is not None:
+            self.writer.record_source(
+                facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
+            )
+
+
+def claim_row(entry: Entry, now: float) -> dict[str, object]:
+    """A source row as first claimed: enough to find the entry again if this run dies."""
+    return {
+        **facts_of(entry).columns(),
+        "status": SourceStatus.OK,
+        "retryable": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def facts_of(
+    entry: Entry, located: Located | None = None, *, replaces_no_purpose: bool = False
+) -> SourceFacts:
+    body = located.body if located is not None else None
+    return SourceFacts(
+        source=entry.source,
+        purpose=entry.purpose,
+        kind=entry.kind,
+        written=entry.written,
+        path=source_key(str(entry.path)) if entry.path is not None else None,
+        filename=wire_filename(entry.filename),
+        size=body.size if body is not None else None,
+        mtime_ns=body.mtime_ns if body is not None else None,
+        sha256=located.sha256 if located is not None else None,
+        line=entry.line,
+        external_id=entry.external_id,
+        extra=entry.extra,
+        origin=entry.origin,
+        replaces_no_purpose=replaces_no_purpose,
+    )
+
+
+def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:
+    """Blocking: hash the file, then probe the same bytes."""
+    hashed = read_and_hash(path)
+    return _probed(Located(hashed.sha256, hashed.body))
+
+
+def _probed(located: Located) -> tuple[Located, AudioInfo | PermanentError]:
+    """Blocking: what the located bytes are; a refusal is returned, not raised, so the caller
+    still records the hash of a bad file."""
+    body = located.body
+    try:
+        if body.data is not None:
+            return located, probe_bytes(body.data)  # the bytes read while hashing
+        if located.temporary is not None:
+            return located, probe(located.temporary)
+        assert body.path is not None
+        return located, probe(Path(body.path))
+    except PermanentError as exc:
+        return located, exc
+
+
+async def _stat_unstated(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:
+    """The batch with every local file's size and mtime filled in (manifest rows come without),
+    and for each entry the reason it cannot be read, if it cannot."""
+    if all(e.path is None or e.size is not None for e in batch):
+        return list(batch), [None] * len(batch)
+    return await asyncio.to_thread(_stat_all, batch)
+
+
+def _stat_all(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:
+    entries: list[Entry] = []
+    errors: list[str | None] = []
+    for entry in batch:
+        error = None
+        if entry.path is not None and entry.size is None and entry.error is None:
+            try:
+                info = os.stat(entry.path)
+                entry = dataclasses.replace(entry, size=info.st_size, mtime_ns=info.st_mtime_ns)
+            except OSError as exc:
+                error = f"cannot read file: {exc.strerror or exc}"
+        entries.append(entry)
+        errors.append(error)
+    return entries, errors
+
+
+def _where(entry: Entry) -> str:
+    return f"{entry.source} line {entry.line}" if entry.line is not None else entry.source

@@ -1,0 +1,128 @@
+"""The multipart form of one upload, as aiohttp sends it.
+
+A file already in memory is put together as bytes directly (`multipart_bytes`); a file on disk
+is streamed by `FilePayload`, which refuses to finish if the file is not the one that was
+hashed. Every attempt builds a fresh body: aiohttp cannot send a request body twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import BytesPayload, Payload
+
+from pipeline.content.body import CHUNK, Body
+from pipeline.core.errors import SourceChanged
+from pipeline.core.names import wire_filename
+
+
+def payload_of(body: Body, content_type: str) -> Payload:
+    """What aiohttp sends for `body`: its bytes, or the file streamed as hashed."""
+    if body.data is not None:
+        return BytesPayload(body.data, content_type=content_type)
+    assert body.path is not None
+    return FilePayload(body, content_type=content_type)
+
+
+def build_form(purpose: str, body: Body, filename: str, content_type: str) -> aiohttp.FormData:
+    """The multipart form of one upload. The file name goes out as raw UTF-8 (RFC 7578), not
+    percent-encoded as aiohttp does by default, which parsers keep literally; what HTTP cannot
+    carry is replaced first (see `pipeline.core.names.wire_filename`)."""
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("purpose", purpose)
+    form.add_field(
+        "file",
+        payload_of(body, content_type),
+        filename=wire_filename(filename),
+        content_type=content_type,
+    )
+    return form
+
+
+def multipart_bytes(
+    purpose: str, data: bytes, filename: str, content_type: str
+) -> tuple[bytes, str]:
+    """(body, Content-Type) of the same form `build_form` makes, for a file already in memory,
+    put together directly: the bytes aiohttp writes, at a fraction of the cost per upload.
+    A test holds the two byte for byte."""
+    boundary = secrets.token_hex(16)
+    name = wire_filename(filename).replace("\\", "\\\\").replace('"', '\\"')
+    head = (
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        f'Content-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
+        f"--{boundary}\r\nContent-Type: {content_type}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
+    )
+    tail = f"\r\n--{boundary}--\r\n"
+    body = b"".join((head.encode("utf-8"), data, tail.encode("ascii")))
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+class FilePayload(Payload):
+    """Streams `body.path`, refusing to finish if the file is not the one that was hashed."""
+
+    _autoclose = True  # opens and closes its own file inside write()
+
+    def __init__(self, body: Body, **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._body = body
+        self._size = body.size
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a file body is not text")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        body = self._body
+        assert body.path is not None
+        # Opened here, not in a worker thread: if the server answers before reading the body,
+        # this task is cancelled, and a file opened by a thread meanwhile would leak.
+        handle = _open_unchanged(body)
+        try:
+            left = body.size
+            while left > 0:
+                chunk = await asyncio.to_thread(_read, handle, min(CHUNK, left), left, body)
+                left -= len(chunk)
+                await writer.write(chunk)
+        finally:
+            handle.close()
+
+
+def _open_unchanged(body: Body) -> Any:
+    assert body.path is not None
+    try:
+        handle = open(body.path, "rb")  # noqa: SIM115 (closed by the payload's write)
+    except OSError as exc:
+        raise SourceChanged(f"cannot be read any more: {exc.strerror or exc}") from exc
+    try:
+        _check_unchanged(handle.fileno(), body)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _read(handle: Any, count: int, left: int, body: Body) -> bytes:
+    chunk: bytes = handle.read(count)
+    if len(chunk) < count:
+        raise SourceChanged("changed since it was hashed (shorter now); left for the next run")
+    if count == left:  # the last chunk: one more look before it leaves
+        _check_unchanged(handle.fileno(), body)
+    return chunk
+
+
+def _check_unchanged(fd: int, body: Body) -> None:
+    info = os.fstat(fd)
+    if info.st_size != body.size or (
+        body.mtime_ns is not None and info.st_mtime_ns != body.mtime_ns
+    ):
+        raise SourceChanged("changed since it was hashed; left for the next run")
