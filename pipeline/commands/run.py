@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-import aiohttp
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.commands.hold import held
@@ -48,8 +47,8 @@ from pipeline.run.tally import Tally
 from pipeline.run.upload import Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
-from pipeline.transport.client import UploadClient
 from pipeline.transport.fetch import HttpFetcher
+from pipeline.transport.session import Http, open_http
 
 log = logging.getLogger("pipeline")
 
@@ -129,17 +128,13 @@ async def _run_with_ledger(
         if settings.dry_run
         else _writer_for(ledger, run_id, stop, lease=settings.lease, patience=settings.max_outage)
     )
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.timeout, sock_read=settings.timeout
-    )
-    connector = aiohttp.TCPConnector(limit=settings.concurrency * 2 + 4)
     async with contextlib.AsyncExitStack() as stack:
-        session = await stack.enter_async_context(
-            aiohttp.ClientSession(connector=connector, timeout=timeout)
+        http = await stack.enter_async_context(
+            open_http(concurrency=settings.concurrency, timeout=settings.timeout)
         )
         if writer is not None:
             await stack.enter_async_context(writer.running())
-        runner, sender, fleet = _build(settings, ledger, writer, session, roots, tally, stop)
+        runner, sender, fleet = _build(settings, ledger, writer, http, roots, tally, stop)
         metrics = _metrics(settings, ledger)
         if fleet is not None:
             fleet.figures = lambda: tally.as_dict(time.monotonic() - started)
@@ -204,7 +199,7 @@ def _build(
     settings: Settings,
     ledger: Ledger,
     writer: Writer | None,
-    session: aiohttp.ClientSession,
+    http: Http,
     roots: Sequence[Source],
     tally: Tally,
     stop: Stop,
@@ -216,7 +211,7 @@ def _build(
     preparer = Preparer(
         ledger=ledger,
         writer=writer,
-        fetcher=_fetcher(settings, session, stop),
+        fetcher=_fetcher(settings, http, stop),
         tally=tally,
         policy=policy,
     )
@@ -224,9 +219,7 @@ def _build(
     sender = fleet = None
     throttle = Throttle(rate=settings.rate, max_in_flight=settings.concurrency)
     if writer is not None and settings.api_key is not None:
-        uploader = UploadClient(
-            session, url=settings.api_url, key=settings.api_key, timeout=settings.timeout
-        )
+        uploader = http.uploader(url=settings.api_url, key=settings.api_key)
         sender = Sender(
             uploader=uploader,
             writer=writer,
@@ -334,14 +327,12 @@ def policy_from(settings: Settings) -> RetryPolicy:
     )
 
 
-def _fetcher(settings: Settings, session: aiohttp.ClientSession, stop: Stop) -> HttpFetcher:
+def _fetcher(settings: Settings, http: Http, stop: Stop) -> HttpFetcher:
     async def sleep(seconds: float) -> None:
         await stop.nap(seconds)  # backoff between download attempts ends with the run
 
-    return HttpFetcher(
-        session,
+    return http.fetcher(
         max_size=settings.max_file_size,
-        timeout=settings.timeout,
         policy=policy_from(settings),
         sleep=sleep,
         max_held=settings.concurrency * 4,  # downloads on disk at once

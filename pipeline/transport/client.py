@@ -22,6 +22,7 @@ from pipeline.transport.replies import (
     parse_retry_after,
     result_from,
 )
+from pipeline.transport.timeouts import timeouts
 
 
 class UploadClient:
@@ -47,10 +48,7 @@ class UploadClient:
             )
         else:
             data = build_form(purpose, body, filename, content_type)
-        # No total timeout: a large body may take long to send. sock_read cuts a silent server.
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout, sock_read=self._timeout
-        )
+        timeout = timeouts(self._timeout)
         with client_errors("upload", timeout=self._timeout):
             async with self._session.post(
                 self._url, data=data, headers=headers, timeout=timeout

@@ -37,6 +37,7 @@ from pipeline.core.errors import EntryError, PermanentError, TransientError
 from pipeline.flow.backoff import RetryPolicy, Sleep, retrying
 from pipeline.transport.errors import client_errors, describe
 from pipeline.transport.replies import parse_retry_after, transient_status
+from pipeline.transport.timeouts import timeouts
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -116,9 +117,7 @@ class HttpFetcher:
         return Located(digest, Body(size=size, path=str(path)), temporary=path)
 
     async def _download(self, url: str, path: Path) -> tuple[str, int]:
-        timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=self._timeout, sock_read=self._timeout
-        )
+        timeout = timeouts(self._timeout)
         target = _target(url)
         try:
             with client_errors("download", timeout=self._timeout):
