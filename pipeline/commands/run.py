@@ -15,8 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
-
 from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Settings
 from pipeline.core.entry import Entry
@@ -289,8 +287,8 @@ async def _finish(ledger: Ledger, run_id: int, code: Exit, summary: dict[str, An
             exit_code=int(code),
             summary=summary,
         )
-    except DBAPIError as exc:
-        log.warning("could not record how the run ended in the ledger: %s", exc.orig)
+    except LedgerWriteError as exc:
+        log.warning("could not record how the run ended: %s", exc)
 
 
 @contextlib.asynccontextmanager

@@ -119,17 +119,22 @@ class Ledger:
     async def finish_run(
         self, run_id: int, *, status: RunStatus, exit_code: int, summary: Mapping[str, Any]
     ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    finished_at=self.clock(),
-                    status=status,
-                    exit_code=exit_code,
-                    summary=json.dumps(summary, sort_keys=True),
+        """Record how the run ended; LedgerWriteError (with the database's reason) when the
+        ledger cannot take it any more."""
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(runs)
+                    .where(runs.c.id == run_id)
+                    .values(
+                        finished_at=self.clock(),
+                        status=status,
+                        exit_code=exit_code,
+                        summary=json.dumps(summary, sort_keys=True),
+                    )
                 )
-            )
+        except DBAPIError as exc:
+            raise LedgerWriteError(f"ledger {self.location} cannot be written: {exc.orig}") from exc
 
     async def close_abandoned_runs(self) -> int:
         """Runs that died without finishing, marked so. On SQLite, every run still marked

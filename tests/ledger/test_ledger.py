@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from pipeline.core.errors import LedgerError
+from pipeline.core.errors import LedgerError, LedgerWriteError
 from pipeline.core.records import UploadResult
-from pipeline.core.states import SourceStatus
+from pipeline.core.states import RunStatus, SourceStatus
 from pipeline.ledger import open_ledger
 from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.migrate import current, upgrade
@@ -277,3 +277,18 @@ async def test_a_claim_never_waits_for_another_run_s_row_lock(pg_url: str) -> No
             got = await asyncio.wait_for(other.run_sync(theirs.sources, rows), timeout=0.5)
         assert got == {("/cat/b.wav", "song")}
     await ledger.close()
+
+
+async def test_how_a_run_ended_that_cannot_be_recorded_is_a_ledger_write_error(
+    tmp_path: Path,
+) -> None:
+    """The ledger says why in its own error type; no database exception leaves it."""
+    ledger = await open_ledger(str(tmp_path / "ingest.db"))
+    run_id = await ledger.start_run(pid=1, host="h", command="c")
+    with sqlite3.connect(tmp_path / "ingest.db") as other:  # the table is gone under the run
+        other.execute("ALTER TABLE runs RENAME TO runs_gone")
+    try:
+        with pytest.raises(LedgerWriteError, match="cannot be written: no such table: runs"):
+            await ledger.finish_run(run_id, status=RunStatus.FINISHED, exit_code=0, summary={})
+    finally:
+        await ledger.close()
