@@ -141,11 +141,7 @@ class Claims:
     def heartbeat(self, conn: Connection, summary: str) -> int:
         """Renew every claim of ours, say we are alive (with our figures so far); return how
         many runs are live on this ledger, this one included."""
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == self.run_id)
-            .values(heartbeat_at=self.now, lease=self.lease, summary=summary)
-        )
+        heartbeat(conn, self.dialect, self.run_id, summary, lease=self.lease)
         for table in (sources, contents):
             conn.execute(
                 update(table)
@@ -202,6 +198,17 @@ class Claims:
             .where(_pending_in(origins), or_(other, other_content))
         )
         return bool(conn.scalar(select(exists(held))))  # the first such row will do
+
+
+def heartbeat(
+    conn: Connection, dialect: str, run_id: int, summary: str, *, lease: float | None = None
+) -> None:
+    """The run is alive, by the database's clock, with its figures so far (`summary`, JSON);
+    `lease` when its claims' length is to be recorded with it."""
+    values: dict[str, Any] = {"heartbeat_at": db_epoch(dialect), "summary": summary}
+    if lease is not None:
+        values["lease"] = lease
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
 
 def _pending_in(origins: Sequence[str]) -> ColumnElement[bool]:

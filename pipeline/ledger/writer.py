@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
-from pipeline.ledger.claims import Claims
+from pipeline.ledger.claims import Claims, heartbeat
 from pipeline.ledger.engines import passing
 from pipeline.ledger.statements import Link, Statements
 from pipeline.ledger.store import Clock, SourceFacts
@@ -204,6 +204,15 @@ class Writer:
             "updated_at": self._clock(),
         }
         await self._wait(_Op("failed", params))
+
+    async def heartbeat(self, summary: str) -> int:
+        """Say the run is alive, with its figures so far (JSON), renewing its claims on a shared
+        ledger: how many runs are live on the ledger, this one included (1 on SQLite)."""
+        claims = self.claims
+        if claims is not None:
+            return await self.call(lambda conn: claims.heartbeat(conn, summary))
+        await self.call(lambda conn: heartbeat(conn, self._dialect, self.run_id, summary))
+        return 1
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed (a commit under way included)."""

@@ -20,18 +20,14 @@ import contextlib
 import json
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
-
-from sqlalchemy import update
 
 from pipeline.core.entry import Entry
 from pipeline.core.errors import LedgerWriteError
 from pipeline.core.names import path_bytes
 from pipeline.core.stop import Stop
 from pipeline.flow.throttle import Throttle
-from pipeline.ledger.models import runs
 from pipeline.ledger.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -73,12 +69,7 @@ class Fleet:
     async def beat(self) -> None:
         figures = self.figures()
         self.on_beat(figures)
-        summary = json.dumps(figures, sort_keys=True)
-        claims = self.writer.claims
-        if claims is None:
-            await self.writer.call(lambda conn: _plain_heartbeat(conn, self.writer.run_id, summary))
-            return
-        live = await self.writer.call(lambda conn: claims.heartbeat(conn, summary))
+        live = await self.writer.heartbeat(json.dumps(figures, sort_keys=True))
         if live != self.live:
             log.info("%d run(s) live on this ledger", live)
         self.live = live
@@ -117,12 +108,6 @@ class Fleet:
             if not held:
                 return
             await stop.nap(min(self.lease / 4, POLL))
-
-
-def _plain_heartbeat(conn: Any, run_id: int, summary: str) -> None:
-    conn.execute(
-        update(runs).where(runs.c.id == run_id).values(heartbeat_at=time.time(), summary=summary)
-    )
 
 
 def entry_from_row(row: Any) -> Entry:

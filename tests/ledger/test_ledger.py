@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -292,3 +293,15 @@ async def test_how_a_run_ended_that_cannot_be_recorded_is_a_ledger_write_error(
             await ledger.finish_run(run_id, status=RunStatus.FINISHED, exit_code=0, summary={})
     finally:
         await ledger.close()
+
+
+async def test_a_heartbeat_records_the_figures_by_the_databases_clock(
+    ledger: Ledger, writer: Writer
+) -> None:
+    """One heartbeat for both back ends: the run's figures so far and the database's time."""
+    before = time.time()
+    assert await writer.heartbeat('{"uploaded": 3}') == 1  # this run, alone on the ledger
+    now, running = await ledger.running()
+    (run,) = running
+    assert run["summary"] == '{"uploaded": 3}'
+    assert before - 5 <= run["heartbeat_at"] <= now + 1
