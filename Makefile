@@ -28,10 +28,11 @@ test: install ## run the whole test suite (unit, component, end-to-end)
 	$(BIN)/pytest -q
 
 .PHONY: lint
-lint: install ## ruff (lint + format check) and mypy --strict
+lint: install ## ruff (lint + format check), mypy --strict, and the import contracts
 	$(BIN)/ruff check pipeline tests migrations
 	$(BIN)/ruff format --check pipeline tests migrations
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 .PHONY: format
 format: install ## apply ruff's fixes and formatting

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from pipeline.commands.hold import fmt_time, held
 from pipeline.config import Settings
 from pipeline.core.errors import UsageError
 from pipeline.core.exits import Exit
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.figures import Figures, read_sqlite
 from pipeline.ledger.files import check_file
+from pipeline.ledger.lock import held
 from pipeline.ledger.queries import EXPORT_COLUMNS
 from pipeline.output.report import Exporter, render_status, status_data
 
@@ -54,7 +54,7 @@ async def status(settings: Settings, *, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))
     else:
-        print(render_status(data, fmt_time=fmt_time))
+        print(render_status(data))
     return Exit.OK
 
 

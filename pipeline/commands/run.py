@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
-from pipeline.commands.hold import held
 from pipeline.config import KEY_ENV, Settings
 from pipeline.core.entry import Entry
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
@@ -32,6 +31,7 @@ from pipeline.ledger.claims import Claims
 from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
+from pipeline.ledger.lock import held
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress

@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pipeline.core.errors import IngestError
+from pipeline.core.times import clock_time, local_time
 from pipeline.flow.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ class ServiceDown(IngestError):
     """The service has been unreachable for longer than `max_outage`: stop taking work (exit 6)."""
 
     def __init__(self, since: float, outage: float) -> None:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
-        super().__init__(f"the service has been unreachable since {when} ({outage:.0f} s)")
+        super().__init__(
+            f"the service has been unreachable since {local_time(since)} ({outage:.0f} s)"
+        )
         self.since = since  # wall-clock epoch seconds of the first failure of the outage
         self.outage = outage
 
@@ -126,7 +128,7 @@ class Breaker:
 
     def _open(self, now: float, prefix: str, level: int) -> None:
         self._next_probe = now + self._interval
-        since = time.strftime("%H:%M:%S", time.localtime(self._first_failed[1]))
+        since = clock_time(self._first_failed[1])
         log.log(
             level,
             "%sservice unreachable since %s; probing every %g s",

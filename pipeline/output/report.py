@@ -7,12 +7,13 @@ import collections
 import csv
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from pipeline.core.records import EXPORT_FIELDS
+from pipeline.core.times import local_time
 from pipeline.run.tally import Tally
 
 
@@ -124,7 +125,7 @@ def _run_data(run: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) -> str:
+def render_status(data: Mapping[str, Any]) -> str:
     lines = [f"{'purpose':<14}{'done':>9}{'failed':>9}{'pending':>9}{'total':>9}"]
     rows = [*data["by_purpose"].items(), ("all", data["all"])]
     lines += [
@@ -133,7 +134,7 @@ def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) 
     ]
     if data["running"]:
         lines += ["", "running now:"]
-        lines += [_running_line(run, fmt_time) for run in data["running"]]
+        lines += [_running_line(run) for run in data["running"]]
     if data["top_errors"]:
         lines += ["", "most common errors (failed or pending):"]
         lines += [f"  {e['count']:>6}  {e['error']}" for e in data["top_errors"]]
@@ -143,16 +144,16 @@ def render_status(data: Mapping[str, Any], *, fmt_time: Callable[[float], str]) 
     for run in data["runs"]:
         code = "-" if run["exit_code"] is None else run["exit_code"]
         lines.append(
-            f"  #{run['id']:<5}{fmt_time(run['started_at'])}  {run['status']:<12}exit {code:<4}"
+            f"  #{run['id']:<5}{local_time(run['started_at'])}  {run['status']:<12}exit {code:<4}"
             f"uploaded {run['uploaded']}, failed {run['failed']}, left {run['left']}  "
             f"(pid {run['pid']} on {run['host']})"
         )
     return "\n".join(lines)
 
 
-def _running_line(run: Mapping[str, Any], fmt_time: Callable[[float], str]) -> str:
+def _running_line(run: Mapping[str, Any]) -> str:
     where = (
-        f"#{run['id']:<5}{run['host']} (pid {run['pid']}), started {fmt_time(run['started_at'])}"
+        f"#{run['id']:<5}{run['host']} (pid {run['pid']}), started {local_time(run['started_at'])}"
     )
     figures = f"uploaded {run['uploaded']}, failed {run['failed']}, left {run['left']}"
     age = run["heartbeat_age_s"]
