@@ -30,6 +30,7 @@ from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.claims import Claims
 from pipeline.ledger.models import contents, sources
 from pipeline.ledger.queries import dialect_insert
+from pipeline.ledger.rows import SOURCE_COLUMNS, WRITTEN
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,29 +50,6 @@ class Op(Protocol):
     work: Callable[[Connection], Any] | None
 
 
-SOURCE_COLUMNS = (
-    "kind",
-    "written",
-    "path",
-    "filename",
-    "size",
-    "mtime_ns",
-    "sha256",
-    "line",
-    "external_id",
-    "extra",
-    "origin",
-    "status",
-    "retryable",
-    "error",
-    "content_id",
-    "content_status",
-    "run_id",
-    "updated_at",
-    "claimed_by",
-    "claimed_until",
-)
-_WRITTEN = ("source", "purpose", "created_at", *SOURCE_COLUMNS)  # what a source upsert writes
 _SIMPLE = ("reset", "attempt", "done", "failed", "leave")  # one UPDATE each, in this order
 _MIRRORED = {
     "reset": ContentStatus.PENDING,
@@ -142,7 +120,7 @@ class Statements:
                 op.params.update(content_id=link.content_id, content_status=link.status)
         recorded = [o.params for o in batch if o.kind in ("source", "link")]
         upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
-        _many(conn, self.source_upsert, [{k: p[k] for k in _WRITTEN} for p in upserts])
+        _many(conn, self.source_upsert, [{k: p[k] for k in WRITTEN} for p in upserts])
         named = [{"b_source": p["source"]} for p in upserts if p.get("c_replaces_no_purpose")]
         _many(conn, self.drop_no_purpose, named)
         for kind in _SIMPLE:

@@ -10,7 +10,6 @@ PostgreSQL differ only in the engines (`engines.py`) and the upsert statement (`
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import sqlite3
 import time
@@ -47,44 +46,6 @@ from pipeline.ledger.queries import (
 
 Clock = Callable[[], float]
 LOOKUP_CHUNK = 500  # keys per lookup query: well under every driver's bound-parameter limit
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SourceFacts:
-    """What was learned about a source in this run, to be recorded."""
-
-    source: str
-    purpose: str
-    kind: str  # file | url
-    written: str | None = None
-    path: str | None = None
-    filename: str | None = None
-    size: int | None = None
-    mtime_ns: int | None = None
-    sha256: str | None = None
-    line: int | None = None
-    external_id: str | None = None
-    extra: Mapping[str, str] | None = None
-    origin: str | None = None
-    replaces_no_purpose: bool = False  # an earlier run recorded it with no purpose: drop that
-
-    def columns(self) -> dict[str, Any]:
-        """The columns of its `sources` row that say what the source is (not how it fared)."""
-        return {
-            "source": self.source,
-            "purpose": self.purpose,
-            "kind": self.kind,
-            "written": self.written,
-            "path": self.path,
-            "filename": self.filename,
-            "size": self.size,
-            "mtime_ns": self.mtime_ns,
-            "sha256": self.sha256,
-            "line": self.line,
-            "external_id": self.external_id,
-            "extra": json.dumps(dict(self.extra), ensure_ascii=False) if self.extra else None,
-            "origin": self.origin,
-        }
 
 
 class Ledger:

@@ -38,8 +38,9 @@ from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
 from pipeline.ledger.claims import Claims, heartbeat
 from pipeline.ledger.engines import passing
+from pipeline.ledger.rows import SourceFacts, source_row
 from pipeline.ledger.statements import Link, Statements
-from pipeline.ledger.store import Clock, SourceFacts
+from pipeline.ledger.store import Clock
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,12 +141,12 @@ class Writer:
         content_id: int | None = None,
     ) -> None:
         """Insert or update the (source, purpose) row. Fire and forget."""
-        params = self._source_params(facts, status, error, retryable, content_id)
+        params = self._row(facts, status, error, retryable, content_id)
         self._submit(_Op("source", params))
 
     async def link(self, facts: SourceFacts, *, sha256: str, size: int) -> Link:
         """Get or create the content for these bytes and purpose, record the source against it."""
-        params = self._source_params(facts, SourceStatus.OK, None, False, None)
+        params = self._row(facts, SourceStatus.OK, None, False, None)
         params.update(c_sha256=sha256, c_size=size)
         result: Link = await self._wait(_Op("link", params))
         return result
@@ -165,9 +166,21 @@ class Writer:
         self._submit(_Op("reset", {"c_id": content_id, "updated_at": self._clock()}))
         return True
 
-    async def claim_source(self, row: dict[str, Any]) -> bool:
-        """On a shared ledger, claim a source (a row as `Claims.sources` takes it); False when
-        another live run holds it. The claims queued for one commit are taken together."""
+    async def claim_source(self, facts: SourceFacts) -> bool:
+        """On a shared ledger, claim a source before its bytes are read; False when another live
+        run holds it. The claims queued for one commit are taken together. Its row, if new, is
+        enough to find the entry again should this run die."""
+        if self.claims is None:
+            return True
+        row = source_row(
+            facts,
+            status=SourceStatus.OK,
+            error=None,
+            retryable=False,
+            content_id=None,
+            run_id=self.run_id,
+            now=self._clock(),
+        )
         claimed: bool = await self._wait(_Op("claim", row))
         return claimed
 
@@ -314,7 +327,7 @@ class Writer:
         self._ops = []
         self.on_failure(self.failure)
 
-    def _source_params(
+    def _row(
         self,
         facts: SourceFacts,
         status: SourceStatus,
@@ -322,21 +335,16 @@ class Writer:
         retryable: bool,
         content_id: int | None,
     ) -> dict[str, Any]:
-        now = self._clock()
-        return {
-            **facts.columns(),
-            "status": status,
-            "retryable": int(retryable),
-            "error": error,
-            "content_id": content_id,
-            "content_status": None,  # a link fills it in from the content
-            "run_id": self.run_id,
-            "created_at": now,
-            "updated_at": now,
-            "claimed_by": None,  # recorded: whatever claim this run held on it is done with
-            "claimed_until": None,
-            "c_replaces_no_purpose": facts.replaces_no_purpose,
-        }
+        row = source_row(
+            facts,
+            status=status,
+            error=error,
+            retryable=retryable,
+            content_id=content_id,
+            run_id=self.run_id,
+            now=self._clock(),
+        )
+        return row | {"c_replaces_no_purpose": facts.replaces_no_purpose}
 
 
 class _FileGone(Exception):

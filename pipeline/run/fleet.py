@@ -19,15 +19,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from pipeline.core.entry import Entry
 from pipeline.core.errors import LedgerWriteError
-from pipeline.core.names import path_bytes
 from pipeline.core.stop import Stop
 from pipeline.flow.throttle import Throttle
+from pipeline.ledger.rows import entry_from_row
 from pipeline.ledger.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -108,21 +107,3 @@ class Fleet:
             if not held:
                 return
             await stop.nap(min(self.lease / 4, POLL))
-
-
-def entry_from_row(row: Any) -> Entry:
-    """The entry a source row stands for, to prepare it again (its file re-stat'ed)."""
-    path = os.fsdecode(path_bytes(row.path)) if row.kind == "file" and row.path else None
-    url = (row.written or "").strip() if row.kind == "url" else None
-    return Entry(
-        source=row.source,
-        purpose=row.purpose,
-        filename=row.filename or "",
-        written=row.written,
-        path=path,
-        url=url,
-        line=row.line,
-        external_id=row.external_id,
-        extra=json.loads(row.extra) if row.extra else None,
-        origin=row.origin,
-    )

@@ -28,10 +28,10 @@ from pipeline.content.located import Located
 from pipeline.content.probe import AudioInfo, probe, probe_bytes
 from pipeline.core.entry import Entry
 from pipeline.core.errors import EntryError, PermanentError
-from pipeline.core.names import source_key, wire_filename
 from pipeline.core.records import SourceState
 from pipeline.core.states import ContentStatus, SourceStatus
-from pipeline.ledger.store import Ledger, SourceFacts
+from pipeline.ledger.rows import SourceFacts, facts_of
+from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 from pipeline.run.model import Fetcher, Job
 from pipeline.run.plan import Decision, Policy, Step, decide
@@ -137,9 +137,7 @@ class Preparer:
     async def _claim(self, entry: Entry) -> bool:
         """On a shared ledger, claim the source just before its bytes are read: False when
         another live run holds it (it comes back to this one if that run dies)."""
-        if self.writer is None or self.writer.claims is None:
-            return True
-        if await self.writer.claim_source(claim_row(entry, self.ledger.clock())):
+        if self.writer is None or await self.writer.claim_source(facts_of(entry)):
             return True
         self.tally.elsewhere += 1
         return False
@@ -255,39 +253,6 @@ class Preparer:
             self.writer.record_source(
                 facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
             )
-
-
-def claim_row(entry: Entry, now: float) -> dict[str, object]:
-    """A source row as first claimed: enough to find the entry again if this run dies."""
-    return {
-        **facts_of(entry).columns(),
-        "status": SourceStatus.OK,
-        "retryable": 0,
-        "created_at": now,
-        "updated_at": now,
-    }
-
-
-def facts_of(
-    entry: Entry, located: Located | None = None, *, replaces_no_purpose: bool = False
-) -> SourceFacts:
-    body = located.body if located is not None else None
-    return SourceFacts(
-        source=entry.source,
-        purpose=entry.purpose,
-        kind=entry.kind,
-        written=entry.written,
-        path=source_key(str(entry.path)) if entry.path is not None else None,
-        filename=wire_filename(entry.filename),
-        size=body.size if body is not None else None,
-        mtime_ns=body.mtime_ns if body is not None else None,
-        sha256=located.sha256 if located is not None else None,
-        line=entry.line,
-        external_id=entry.external_id,
-        extra=entry.extra,
-        origin=entry.origin,
-        replaces_no_purpose=replaces_no_purpose,
-    )
 
 
 def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:

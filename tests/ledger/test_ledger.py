@@ -19,7 +19,8 @@ from pipeline.ledger import open_ledger
 from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
-from pipeline.ledger.store import Ledger, SourceFacts
+from pipeline.ledger.rows import SourceFacts
+from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 
 
