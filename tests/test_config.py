@@ -152,3 +152,11 @@ def test_secret_never_shows_itself() -> None:
     settings = dataclasses.replace(Settings(), api_key=secret)
     for text in (repr(secret), str(secret), repr(settings), f"{secret}"):
         assert "sk-very-secret" not in text
+
+
+def test_the_retry_policys_defaults_are_the_settings_defaults() -> None:
+    """The policy's own defaults (used where no settings are at hand) are the documented ones."""
+    from pipeline.commands.run import policy_from
+    from pipeline.flow.backoff import RetryPolicy
+
+    assert policy_from(load_settings(environ={})) == RetryPolicy()

@@ -51,7 +51,7 @@ class Breaker:
     def __init__(
         self,
         *,
-        max_outage: float = 600.0,
+        max_outage: float,
         trip_after: int = 8,
         first_probe: float = 1.0,
         max_probe: float = 30.0,

@@ -86,8 +86,11 @@ async def schema_revision(location: Location) -> str | None:
 PASSING_STATES = frozenset({"40P01", "40001", "55P03", "57P01", "57P02", "57P03"})
 
 
-def passing(exc: DBAPIError) -> bool:
-    """Whether trying the same transaction again can succeed."""
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether trying the same transaction again can succeed: a database error that passes (a
+    deadlock, a server restarting or out of reach), not one that will happen again."""
+    if not isinstance(exc, DBAPIError):
+        return False
     state = getattr(exc.orig, "sqlstate", None) or ""
     lost = exc.connection_invalidated or isinstance(exc.orig, OSError | ConnectionError)
     return lost or state in PASSING_STATES or state.startswith("08")

@@ -25,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import SourceState
 from pipeline.core.states import RunStatus
-from pipeline.ledger.engines import passing
+from pipeline.flow.backoff import patience as patience_of
+from pipeline.flow.backoff import retrying
+from pipeline.ledger.engines import worth_retrying
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import contents, runs, sources
 from pipeline.ledger.queries import (
@@ -137,24 +139,24 @@ class Ledger:
     async def states_patiently(
         self, keys: Iterable[str], *, patience: float
     ) -> dict[tuple[str, str], SourceState]:
-        """`states`, waiting (up to `patience` seconds) for a server that restarts."""
+        """`states`, waiting (up to `patience` seconds) for a server that restarts: the same
+        policy and test as the writer's commits."""
         wanted = list(keys)
-        started, delay = time.monotonic(), 0.1
-        while True:
-            try:
-                return await self.states(wanted)
-            except DBAPIError as exc:
-                if not passing(exc):  # the same test as the writer's commits
-                    raise LedgerWriteError(
-                        f"ledger {self.location} cannot be read: {exc.orig}"
-                    ) from exc
-                if time.monotonic() - started > patience:
-                    raise LedgerUnreachable(
-                        f"ledger {self.location} has been out of reach for {patience:.0f} s: "
-                        f"{exc.orig}"
-                    ) from exc
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, 5.0)
+        try:
+            async for attempt in retrying(
+                patience_of(patience), sleep=asyncio.sleep, retry_on=worth_retrying
+            ):
+                with attempt:
+                    return await self.states(wanted)
+        except DBAPIError as exc:
+            if not worth_retrying(exc):
+                raise LedgerWriteError(
+                    f"ledger {self.location} cannot be read: {exc.orig}"
+                ) from exc
+            raise LedgerUnreachable(
+                f"ledger {self.location} has been out of reach for {patience:.0f} s: {exc.orig}"
+            ) from exc
+        raise AssertionError("unreachable: retrying re-raises the last error")
 
     async def content_status_of(self, sha256: str, purpose: str) -> str | None:
         """Status of these bytes for this purpose, None if never seen. Reads only."""

@@ -36,8 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
+from pipeline.flow.backoff import patience, retrying
 from pipeline.ledger.claims import Claims, heartbeat
-from pipeline.ledger.engines import passing
+from pipeline.ledger.engines import worth_retrying
 from pipeline.ledger.rows import SourceFacts, source_row
 from pipeline.ledger.statements import Link, Statements
 from pipeline.ledger.store import Clock
@@ -94,7 +95,7 @@ class Writer:
         self._conn: AsyncConnection | None = None
         self.failure: LedgerWriteError | None = None
         self.patience = 600.0  # seconds a briefly failing database is waited for
-        self.unreachable_since: float | None = None
+        self.unreachable = False  # the failure is a server out of reach for too long
         self.on_failure: Callable[[LedgerWriteError], None] = lambda _: None
         self._statements = Statements(dialect, claims)
 
@@ -284,20 +285,23 @@ class Writer:
         """Commit, trying again while the database is only briefly in the way: a deadlock
         with another run (one of the two is rolled back whole), or a server restarting or
         out of reach, for up to `patience` seconds. Every change is safe to apply again."""
-        started, delay = time.monotonic(), 0.05
-        while True:
-            try:
-                return await self._commit(batch)
-            except DBAPIError as exc:
-                waited = time.monotonic() - started
-                if not passing(exc) or waited > self.patience:
-                    if passing(exc):
-                        self.unreachable_since = started
-                    raise
-                if delay >= 1:
-                    log.warning("ledger %s: %s; trying again", self._shown, _os_reason(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            async for attempt in retrying(
+                patience(self.patience),
+                sleep=asyncio.sleep,
+                retry_on=worth_retrying,
+                before_sleep=self._trying_again,
+            ):
+                with attempt:
+                    return await self._commit(batch)
+        except DBAPIError as exc:
+            self.unreachable = worth_retrying(exc)  # it passes, but did not pass in time
+            raise
+        raise AssertionError("unreachable: retrying re-raises the last error")
+
+    def _trying_again(self, error: BaseException, attempt: int, seconds: float) -> None:
+        if attempt >= 5 and isinstance(error, DBAPIError):  # a deadlock is over at once
+            log.warning("ledger %s: %s; trying again", self._shown, _os_reason(error))
 
     @property
     def watching(self) -> bool:
@@ -314,7 +318,7 @@ class Writer:
 
     def _fail(self, batch: Sequence[_Op], exc: DBAPIError | _FileGone) -> None:
         reason = _os_reason(exc) if isinstance(exc, DBAPIError) else str(exc)
-        if self.unreachable_since is not None:
+        if self.unreachable:
             self.failure = LedgerUnreachable(
                 f"ledger {self._shown} has been out of reach for {self.patience:.0f} s: {reason}"
             )

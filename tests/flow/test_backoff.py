@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from pipeline.core.errors import PermanentError, TransientError
-from pipeline.flow.backoff import RetryPolicy, backoff, retrying
+from pipeline.flow.backoff import RetryPolicy, backoff, gives_up, next_wait, patience, retrying
 
 
 def test_full_jitter_grows_and_is_capped() -> None:
@@ -76,3 +78,49 @@ async def test_total_backoff_is_capped_per_entry() -> None:
     with pytest.raises(TransientError):
         await run_with(RetryPolicy(max_attempts=6, max_total_wait=100.0), errors)
     assert len(errors) == 2  # 40 + 40 waited; a third 40 would pass 100, so it stopped
+
+
+def test_next_wait_and_retrying_apply_the_same_policy() -> None:
+    """The upload step's `next_wait` gives up exactly where tenacity's loop does."""
+    policy = RetryPolicy(max_attempts=4, base=1.0, cap=60.0, max_total_wait=5.0)
+    slow = TransientError("slow", slowdown="rate")
+    waits, waited = [], 0.0
+    for attempt in range(1, 10):
+        seconds = next_wait(policy, attempt, slow, waited, rand=lambda: 1.0)
+        if seconds is None:
+            break
+        waits.append(seconds)
+        waited += seconds
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def attempts() -> None:
+        async for attempt in retrying(policy, sleep=sleep, rand=lambda: 1.0):
+            with attempt:
+                raise slow
+
+    with pytest.raises(TransientError):
+        asyncio.run(attempts())
+    assert waits == slept == [1.0, 2.0]  # a third wait of 4 s would pass 5 s of waiting
+
+
+def test_patience_has_no_attempt_limit_but_a_time_limit() -> None:
+    """How the ledger waits out a database server: as often as needed, for so long in all."""
+    policy = patience(30.0)
+    assert not gives_up(policy, 1000, waited=20.0, upcoming=5.0, elapsed=29.0)
+    assert gives_up(policy, 3, waited=1.0, upcoming=1.0, elapsed=31.0)
+    assert gives_up(policy, 3, waited=28.0, upcoming=5.0, elapsed=10.0)
+
+
+async def test_a_non_retryable_error_is_raised_at_once() -> None:
+    calls = 0
+    with pytest.raises(ValueError):
+        async for attempt in retrying(
+            patience(30.0), sleep=asyncio.sleep, retry_on=lambda e: False
+        ):
+            with attempt:
+                calls += 1
+                raise ValueError("not worth retrying")
+    assert calls == 1
