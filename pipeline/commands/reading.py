@@ -16,7 +16,8 @@ from pipeline.config import Settings
 from pipeline.core.errors import UsageError
 from pipeline.core.exits import Exit
 from pipeline.ledger import Location, open_ledger
-from pipeline.ledger.figures import Figures, read_sqlite
+from pipeline.ledger import export as ledger_export
+from pipeline.ledger.figures import Figures, read_async, read_sqlite
 from pipeline.ledger.files import check_file
 from pipeline.ledger.lock import held
 from pipeline.ledger.queries import EXPORT_COLUMNS
@@ -59,16 +60,12 @@ async def status(settings: Settings, *, as_json: bool = False) -> int:
 
 
 async def _read_figures(settings: Settings) -> Figures:
-    """Through the async repository: a PostgreSQL ledger, or one that needs an upgrade first."""
+    """Through the async engine: a PostgreSQL ledger, or one that needs an upgrade first."""
     ledger = await _open_existing(settings)
     try:
-        counts = await ledger.counts()
-        runs = await ledger.last_runs(5)
-        errors = await ledger.top_errors(5)
-        now, running = await ledger.running()
+        return await read_async(ledger)
     finally:
         await ledger.close()
-    return Figures(counts=counts, errors=errors, runs=runs, now=now, running=running)
 
 
 async def export(
@@ -88,16 +85,20 @@ async def export(
         raise UsageError(f"{output} exists; pass --force to replace it")
     ledger = await _open_existing(settings)
     try:
-        extra_columns = await ledger.extra_columns() if fmt == "csv" else []
+        extra_columns = await ledger_export.extra_columns(ledger) if fmt == "csv" else []
         end = "\r\n" if excel else "\n"
         exporter = Exporter(fmt, EXPORT_COLUMNS, extra_columns, end=end)
         with _writer(output) as out:
             if excel:
                 out.write("\ufeff")  # the byte-order mark that makes Excel read UTF-8
             out.write(exporter.header())
-            fast = fmt == "jsonl" and await ledger.export_json_lines(out.write, status, end=end)
+            fast = fmt == "jsonl" and await ledger_export.json_lines(
+                ledger, out.write, status, end=end
+            )
             if not fast:
-                await ledger.export_to(lambda batch: out.write(exporter.text(batch)), status)
+                await ledger_export.export_to(
+                    ledger, lambda batch: out.write(exporter.text(batch)), status
+                )
     finally:
         await ledger.close()
     return Exit.OK

@@ -15,8 +15,10 @@ from sqlalchemy import create_engine, inspect
 from pipeline.core.errors import LedgerError, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import RunStatus, SourceStatus
+from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
 from pipeline.ledger.engines import create_sync_engine_for
+from pipeline.ledger.figures import read_async
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
 from pipeline.ledger.rows import SourceFacts
@@ -166,7 +168,7 @@ async def test_sources_take_their_status_and_ids_from_the_content(
     await writer.link(facts("/x/two.wav"), sha256="a" * 64, size=10)
     writer.record_source(facts("/x/bad.wav"), status=SourceStatus.FAILED, error="empty")
     await writer.flush()
-    rows = {r["source"]: r async for r in ledger.export_rows()}
+    rows = {r["source"]: r async for r in ledger_export.records(ledger)}
     assert [rows[n]["status"] for n in ("/x/one.wav", "/x/two.wav", "/x/bad.wav")] == [
         "pending",
         "pending",
@@ -174,7 +176,7 @@ async def test_sources_take_their_status_and_ids_from_the_content(
     ]
     writer.attempt(link.content_id)
     await writer.done(link.content_id, UploadResult("v1", "i1", "t"))
-    rows = {r["source"]: r async for r in ledger.export_rows("done")}
+    rows = {r["source"]: r async for r in ledger_export.records(ledger, "done")}
     assert set(rows) == {"/x/one.wav", "/x/two.wav"}
     assert all(
         (r["voice_id"], r["instrumental_id"], r["attempts"], r["trace_id"]) == ("v1", "i1", 1, "t")
@@ -187,7 +189,7 @@ async def test_sources_take_their_status_and_ids_from_the_content(
 async def test_a_failure_keeps_its_trace_id(ledger: Ledger, writer: Writer) -> None:
     link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
     await writer.failed(link.content_id, "base_resp 2013: bad", trace_id="tr-1", retryable=False)
-    (row,) = [r async for r in ledger.export_rows()]
+    (row,) = [r async for r in ledger_export.records(ledger)]
     assert (row["status"], row["trace_id"], row["error"]) == (
         "failed",
         "tr-1",
@@ -203,7 +205,7 @@ async def test_a_purpose_given_later_replaces_the_no_purpose_failure(
     later = dataclasses.replace(facts("/x/a.wav", purpose="voice"), replaces_no_purpose=True)
     writer.record_source(later)
     await writer.flush()
-    assert [r["purpose"] async for r in ledger.export_rows()] == ["voice"]
+    assert [r["purpose"] async for r in ledger_export.records(ledger)] == ["voice"]
 
 
 async def test_runs_are_recorded(ledger: Ledger) -> None:
@@ -211,7 +213,7 @@ async def test_runs_are_recorded(ledger: Ledger) -> None:
 
     run = await ledger.start_run(pid=42, host="box", command="ingest run x")
     await ledger.finish_run(run, status=RunStatus.FINISHED, exit_code=1, summary={"uploaded": 3})
-    (last,) = await ledger.last_runs()
+    (last, *_) = (await read_async(ledger)).runs
     assert (last["pid"], last["status"], last["exit_code"]) == (42, "finished", 1)
 
 
@@ -302,7 +304,7 @@ async def test_a_heartbeat_records_the_figures_by_the_databases_clock(
     """One heartbeat for both back ends: the run's figures so far and the database's time."""
     before = time.time()
     assert await writer.heartbeat('{"uploaded": 3}') == 1  # this run, alone on the ledger
-    now, running = await ledger.running()
-    (run,) = running
+    figures = await read_async(ledger)
+    now, (run,) = figures.now, figures.running
     assert run["summary"] == '{"uploaded": 3}'
     assert before - 5 <= run["heartbeat_at"] <= now + 1

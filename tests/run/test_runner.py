@@ -18,6 +18,7 @@ from pipeline.flow.backoff import RetryPolicy
 from pipeline.flow.breaker import Breaker
 from pipeline.flow.signals import Signal
 from pipeline.flow.throttle import Throttle
+from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
 from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
@@ -106,7 +107,7 @@ async def run(
 
 
 async def statuses(ledger: Ledger) -> dict[str, str]:
-    return {Path(r["source"]).name: r["status"] async for r in ledger.export_rows()}
+    return {Path(r["source"]).name: r["status"] async for r in ledger_export.records(ledger)}
 
 
 async def test_unchanged_files_are_not_hashed_again(
@@ -153,7 +154,7 @@ async def test_transient_retried_permanent_failed_with_attempts_counted(
         }
     )
     outcome = await run(tmp_path, ledger, uploader)
-    rows = {Path(r["source"]).name: r async for r in ledger.export_rows()}
+    rows = {Path(r["source"]).name: r async for r in ledger_export.records(ledger)}
     assert (rows["flaky.wav"]["status"], rows["flaky.wav"]["attempts"]) == ("done", 3)
     assert (rows["bad.wav"]["status"], rows["bad.wav"]["attempts"]) == ("failed", 1)
     assert rows["bad.wav"]["error"] == "base_resp 2013: invalid params"
@@ -223,7 +224,7 @@ async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(
     write_wav(tmp_path / "song" / "fine.wav", 11, seed=2)
     uploader = ScriptedUploader({"odd.wav": [ValueError("a bug somewhere")] * 6})
     outcome = await run(tmp_path, ledger, uploader, max_attempts=2)
-    rows = {Path(r["source"]).name: r async for r in ledger.export_rows()}
+    rows = {Path(r["source"]).name: r async for r in ledger_export.records(ledger)}
     assert rows["fine.wav"]["status"] == "done"
     assert rows["odd.wav"]["retryable"] and "internal error: ValueError" in rows["odd.wav"]["error"]
     assert outcome.tally.left_total == 1
