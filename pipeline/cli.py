@@ -7,17 +7,18 @@ returns its own code; one that cannot, raises an `IngestError` that carries its 
 from __future__ import annotations
 
 import argparse
+import enum
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from pipeline import __version__
 from pipeline.core.exits import Exit
-from pipeline.core.states import PURPOSES
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from pipeline.config import Flag, Settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,59 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a CSV manifest, whatever its name",
     )
     run.add_argument(
-        "--manifest-encoding",
-        dest="manifest_encoding",
-        metavar="NAME",
-        help="encoding of manifests without a byte-order mark (cp1252, latin-1; default UTF-8)",
-    )
-    run.add_argument("--purpose", help=f"one of {', '.join(PURPOSES)} for every entry")
-    run.add_argument("--api-url", dest="api_url", help="upload endpoint")
-    run.add_argument("--concurrency", help="uploads in flight (default 8)")
-    run.add_argument("--max-attempts", dest="max_attempts", help="attempts per entry (default 6)")
-    run.add_argument("--timeout", help="seconds to connect / of silence (default 60)")
-    run.add_argument("--max-file-size", dest="max_file_size", help="largest download (200MB)")
-    run.add_argument("--rate", help="at most this many requests per second")
-    run.add_argument("--grace", help="seconds for in-flight uploads after a signal (default 10)")
-    run.add_argument(
-        "--lease", help="a shared ledger's claim lasts this long without a heartbeat (60s)"
-    )
-    run.add_argument(
-        "--max-outage",
-        dest="max_outage",
-        help="stop (exit 6) when the service stays unreachable this long (default 10m)",
-    )
-    run.add_argument(
-        "--max-duration", dest="max_duration", help="stop taking new work after this long (2h, 90m)"
-    )
-    run.add_argument(
-        "--min-age", dest="min_age", help="leave files modified less than this long ago (30s, 5m)"
-    )
-    run.add_argument(
-        "--metrics-file",
-        dest="metrics_file",
-        metavar="PATH",
-        help="write the run's figures for Prometheus (node_exporter textfile) here",
-    )
-    run.add_argument("--progress", choices=["auto", "always", "never"])
-    run.add_argument(
         "-v", "--verbose", action="store_true", help="one line per file, also on a terminal"
     )
     run.add_argument(
         "-q", "--quiet", action="store_true", help="only errors and the summary; no live display"
     )
-    for flag, help_text in (
-        ("--dry-run", "walk, probe and hash; upload nothing, change nothing"),
-        ("--retry-failed", "retry entries that failed for good earlier"),
-        ("--wait", "wait for another run holding the ledger instead of exiting 3"),
-    ):
-        run.add_argument(
-            flag, dest=flag[2:].replace("-", "_"), action="store_const", const=True, help=help_text
-        )
-    _common(run)
+    _settings(run, everywhere_only=False)
 
     status = commands.add_parser("status", help="counts by status and purpose, and the last runs")
     status.add_argument("--json", action="store_true", help="the same figures as JSON")
-    _common(status)
+    _settings(status)
 
     export = commands.add_parser("export", help="one record per source, as JSON lines or CSV")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
@@ -110,14 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="CSV for Excel: UTF-8 with a byte-order mark and CRLF line ends (implies csv)",
     )
-    _common(export)
+    _settings(export)
 
     sandbox = commands.add_parser("sandbox", help="run the local stand-in for the upload API")
     _sandbox_arguments(sandbox)
 
     db = commands.add_parser("db", help="ledger schema: upgrade, or show its revision")
     db.add_argument("action", choices=["upgrade", "current"])
-    _common(db)
+    _settings(db)
     return parser
 
 
@@ -169,38 +127,45 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", default=None, help="append each request as a JSON line here")
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", help="ledger: SQLAlchemy URL or SQLite file (default ingest.db)")
+def _settings(parser: argparse.ArgumentParser, *, everywhere_only: bool = True) -> None:
+    """A flag for each setting given on the command line (all of them for `run`), built from
+    the settings' own declaration: name, type, choices, default and help in one place."""
+    from pipeline.config import Settings, parse_bool, shown_default
+
     parser.add_argument("--config", metavar="FILE", help="TOML config file")
-    parser.add_argument(
-        "--log-level", dest="log_level", choices=["debug", "info", "warning", "error"]
-    )
-    parser.add_argument("--log-format", dest="log_format", choices=["text", "json"])
+    for field, flag in Settings.flags():
+        if everywhere_only and not flag.everywhere:
+            continue
+        name = "--" + field.name.replace("_", "-")
+        default = shown_default(field) if flag.show_default else None
+        help_text = flag.help
+        if default is not None:
+            help_text = f"{help_text} (default {default})"
+        if field.metadata["parse"] is parse_bool:
+            parser.add_argument(
+                name, dest=field.name, action="store_const", const=True, help=help_text
+            )
+            continue
+        choices = _choices_of(field.name, flag)
+        parser.add_argument(
+            name,
+            dest=field.name,
+            metavar=None if choices else flag.metavar or field.name.upper(),
+            choices=choices,
+            help=help_text,
+        )
 
 
-FLAG_SETTINGS = (
-    "purpose",
-    "db",
-    "api_url",
-    "concurrency",
-    "max_attempts",
-    "timeout",
-    "max_file_size",
-    "rate",
-    "grace",
-    "max_outage",
-    "lease",
-    "max_duration",
-    "min_age",
-    "manifest_encoding",
-    "metrics_file",
-    "progress",
-    "dry_run",
-    "retry_failed",
-    "wait",
-    "log_level",
-    "log_format",
-)
+def _choices_of(name: str, flag: Flag) -> list[str] | None:
+    """The values a setting typed as an enum takes (`LogLevel`, `Progress | None`, ...), unless
+    its flag names a metavar instead (a purpose is matched without regard to case)."""
+    from pipeline.config import Settings
+
+    hint = typing.get_type_hints(Settings)[name]
+    for kind in typing.get_args(hint) or (hint,):
+        if isinstance(kind, type) and issubclass(kind, enum.StrEnum) and flag.metavar is None:
+            return [member.value for member in kind]
+    return None
 
 
 def console() -> NoReturn:
@@ -223,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.sandbox.server import serve
 
         return serve(args, environ=os.environ)
-    flags = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
+    from pipeline.config import Settings
+
+    names = [field.name for field, _ in Settings.flags()]
+    flags = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     if getattr(args, "verbose", False):
         flags.setdefault("log_level", "info")
     if getattr(args, "quiet", False):

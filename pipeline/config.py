@@ -9,17 +9,18 @@ this module. Nothing below this module reads `os.environ`.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pipeline.core.errors import ConfigError, UsageError
 from pipeline.core.secret import Secret
-from pipeline.core.states import PURPOSES
+from pipeline.core.states import PURPOSES, Purpose
 from pipeline.ledger.location import Location, parse_location
 
 DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
@@ -110,11 +111,11 @@ def parse_bool(raw: object) -> bool:
     raise ValueError(f"not a boolean: {raw!r} (use true or false)")
 
 
-def parse_purpose(raw: object) -> str:
+def parse_purpose(raw: object) -> Purpose:
     text = str(raw).strip().lower()
     if text not in PURPOSES:
         raise ValueError(f"unknown purpose {raw!r} (use one of: {', '.join(PURPOSES)})")
-    return text
+    return Purpose(text)
 
 
 def parse_api_url(raw: object) -> str:
@@ -130,12 +131,35 @@ def parse_db(raw: object) -> Location:
     return parse_location(raw if isinstance(raw, Location) else str(raw))
 
 
-def _choice(*options: str) -> Callable[[object], str]:
-    def parse(raw: object) -> str:
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Progress(enum.StrEnum):
+    AUTO = "auto"  # only on a terminal, with text logs
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def _choice(kind: type[E]) -> Callable[[object], E]:
+    def parse(raw: object) -> E:
         text = str(raw).strip().lower()
-        if text not in options:
-            raise ValueError(f"{raw!r} is not one of: {', '.join(options)}")
-        return text
+        try:
+            return kind(text)
+        except ValueError:
+            options = ", ".join(member.value for member in kind)
+            raise ValueError(f"{raw!r} is not one of: {options}") from None
 
     return parse
 
@@ -149,36 +173,58 @@ def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
     return parse_or_none
 
 
-def _field(default: Any, parse: Callable[[object], Any], doc: str) -> Any:
-    return dataclasses.field(default=default, metadata={"parse": parse, "doc": doc})
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How a setting is given on the command line: `--name-with-dashes`, for `ingest run`
+    (`everywhere`: for every command that reads the ledger too). The help is one short line;
+    the default is added to it, shown as the user would write it."""
+
+    help: str | None = None
+    metavar: str | None = None
+    everywhere: bool = False
+    show_default: bool = True
+
+
+def _field(default: Any, parse: Callable[[object], Any], doc: str, flag: Flag | None = None) -> Any:
+    return dataclasses.field(default=default, metadata={"parse": parse, "doc": doc, "flag": flag})
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a run needs to know. Field docs are repeated in config/default.toml."""
 
-    purpose: str | None = _field(
+    purpose: Purpose | None = _field(
         None,
         _optional(parse_purpose),
         "Purpose for every entry: song, voice or instrumental. Unset: taken from the folder name "
         "(song/songs, voice/vocals/acapella, instrumental/instrumentals) or the manifest row.",
+        Flag(f"one of {', '.join(PURPOSES)} for every entry", metavar="PURPOSE"),
     )
     db: Location = _field(
         parse_db(DEFAULT_DB),
         parse_db,
         "The ledger: a file path (an SQLite file) or a database URL (sqlite:///path, "
         "postgresql://user@host/db).",
+        Flag("ledger: SQLAlchemy URL or SQLite file", metavar="DB", everywhere=True),
     )
-    api_url: str = _field(DEFAULT_API_URL, parse_api_url, "The upload endpoint.")
+    api_url: str = _field(
+        DEFAULT_API_URL,
+        parse_api_url,
+        "The upload endpoint.",
+        Flag("upload endpoint", metavar="API_URL", show_default=False),
+    )
     api_key_file: str | None = _field(
         None, _optional(str), "A file holding the API key, used when AIMLAPI_API_KEY is not set."
     )
-    concurrency: int = _field(8, parse_positive_int, "Uploads in flight at once.")
+    concurrency: int = _field(
+        8, parse_positive_int, "Uploads in flight at once.", Flag("uploads in flight")
+    )
     max_attempts: int = _field(
         6,
         parse_positive_int,
         "Attempts per entry (the first included) before a transient failure is left for the "
         "next run.",
+        Flag("attempts per entry"),
     )
     max_backoff: float = _field(
         600.0, parse_duration, "Cap on the total time one entry may spend waiting between attempts."
@@ -201,16 +247,19 @@ class Settings:
         parse_positive_float,
         "Seconds to connect, and seconds of silence while sending or receiving, before an "
         "attempt is cut.",
+        Flag("seconds to connect / of silence"),
     )
     max_file_size: int = _field(
         parse_size("200MB"),
         parse_size,
         "Largest download accepted from a manifest URL (200MB, 1GiB, ...).",
+        Flag("largest download"),
     )
     rate: float | None = _field(
         None,
         _optional(parse_positive_float),
         "Upper bound on requests per second. Unset: adapt to the service's 429/1002 answers.",
+        Flag("at most this many requests per second"),
     )
     max_outage: float = _field(
         600.0,
@@ -218,6 +267,7 @@ class Settings:
         "How long the service may stay unreachable (every request failing to connect, or 5xx) "
         "before the run stops taking work and exits 6. Meanwhile one probe request goes out at "
         "a growing interval and the waiting entries keep their attempts.",
+        Flag("stop (exit 6) when the service stays unreachable this long"),
     )
     lease: float = _field(
         60.0,
@@ -225,59 +275,115 @@ class Settings:
         "On a PostgreSQL ledger shared by several runs: how long a run's claim on an entry "
         "lasts without its heartbeat (sent every quarter of it). A run that dies loses its "
         "claims this long after, and the live runs take its work over.",
+        Flag("a shared ledger's claim lasts this long without a heartbeat"),
     )
     grace: float = _field(
-        10.0, parse_duration, "On SIGINT/SIGTERM, how long in-flight uploads may take to finish."
+        10.0,
+        parse_duration,
+        "On SIGINT/SIGTERM, how long in-flight uploads may take to finish.",
+        Flag("how long in-flight uploads may take after a signal"),
     )
     max_duration: float | None = _field(
         None,
         _optional(parse_duration),
         "Stop taking new work after this long (2h, 90m); exit 4 if work is left.",
+        Flag("stop taking new work after this long (2h, 90m)"),
     )
     manifest_encoding: str | None = _field(
         None,
         _optional(str),
         "Encoding of CSV manifests that have no byte-order mark (cp1252, latin-1, ...). Unset: "
         "UTF-8. A mark (UTF-8, UTF-16, UTF-32) always wins.",
+        Flag(
+            "encoding of manifests without a byte-order mark (cp1252, latin-1; default UTF-8)",
+            metavar="NAME",
+        ),
     )
     min_age: float | None = _field(
         None,
         _optional(parse_duration),
         "Leave files modified less than this long ago alone (30s, 5m): a copy may still be "
         "in progress. Unset: take every file.",
+        Flag("leave files modified less than this long ago (30s, 5m)"),
     )
     metrics_file: str | None = _field(
         None,
         _optional(str),
         "Write the run's figures here in Prometheus' textfile format (for node_exporter's "
         "textfile collector), atomically, during the run and at its end.",
+        Flag("write the run's figures for Prometheus (node_exporter textfile) here", "PATH"),
     )
-    retry_failed: bool = _field(False, parse_bool, "Retry entries that failed for good earlier.")
+    retry_failed: bool = _field(
+        False,
+        parse_bool,
+        "Retry entries that failed for good earlier.",
+        Flag("retry entries that failed for good earlier"),
+    )
     dry_run: bool = _field(
         False,
         parse_bool,
         "Walk, probe and hash, print what would be uploaded; no API call, no ledger change.",
+        Flag("walk, probe and hash; upload nothing, change nothing"),
     )
     wait: bool = _field(
-        False, parse_bool, "If another run holds the ledger, wait for it instead of exiting 3."
+        False,
+        parse_bool,
+        "If another run holds the ledger, wait for it instead of exiting 3.",
+        Flag("wait for another run holding the ledger instead of exiting 3"),
     )
-    log_level: str | None = _field(
+    log_level: LogLevel | None = _field(
         None,
-        _optional(_choice("debug", "info", "warning", "error")),
+        _optional(_choice(LogLevel)),
         "Log level: debug, info, warning or error. Unset: warning on a terminal, where the live "
         "display shows the progress; info otherwise (one line per file: the audit trail).",
+        Flag(everywhere=True),
     )
-    log_format: str = _field("text", _choice("text", "json"), "Log lines as text or JSON.")
-    progress: str = _field(
-        "auto",
-        _choice("auto", "always", "never"),
+    log_format: LogFormat = _field(
+        LogFormat.TEXT,
+        _choice(LogFormat),
+        "Log lines as text or JSON.",
+        Flag(everywhere=True, show_default=False),
+    )
+    progress: Progress = _field(
+        Progress.AUTO,
+        _choice(Progress),
         "Live display of the run: auto shows it only on a terminal (stderr), with text logs.",
+        Flag(show_default=False),
     )
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if f.name != "api_key"]
+
+    @classmethod
+    def flags(cls) -> list[tuple[dataclasses.Field[Any], Flag]]:
+        """The settings given on the command line, with how: the CLI is built from these."""
+        return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+
+def shown_default(field: dataclasses.Field[Any]) -> str | None:
+    """A setting's default as a user would write it (`10m`, `200MB`, `8`); None when unset."""
+    value: Any = field.default
+    parse = field.metadata["parse"]
+    if value is None or isinstance(value, bool):
+        return None
+    if parse is parse_duration:
+        return show_duration(value)
+    if parse is parse_size and value % 10**6 == 0:
+        return f"{value // 10**6}MB"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def show_duration(seconds: float) -> str:
+    """`600` -> `10m`, `5400` -> `1h30m`, `45` -> `45s`: as `parse_duration` reads it back."""
+    whole = int(seconds)
+    if whole != seconds:
+        return f"{seconds:g}s"
+    parts = [(whole // 3600, "h"), (whole % 3600 // 60, "m"), (whole % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
 def _parse_layer(

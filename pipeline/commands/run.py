@@ -77,7 +77,7 @@ async def run(
 
 def _secrets(settings: Settings) -> list[Secret]:
     found = [] if settings.api_key is None else [settings.api_key]
-    password = settings.db.url.password
+    password = settings.db.password
     return found + ([Secret(str(password))] if password else [])
 
 

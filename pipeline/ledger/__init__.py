@@ -1,7 +1,9 @@
 """The ledger: the one source of truth for resuming. See `models` for what each table holds.
 
-Kept light on purpose: importing `pipeline.ledger.location` (which the settings do) must not pull
-in Alembic or the engine; `open_ledger` imports them when a ledger is really opened.
+The only importer of SQLAlchemy, Alembic and the database drivers. Kept light on purpose:
+importing `pipeline.ledger.location` (which the settings do) loads none of them; `open_ledger`
+imports them when a ledger is really opened. May import `pipeline.core`, `pipeline.content`
+(to record located bytes) and `pipeline.flow` (its retry policy).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import time
 from typing import TYPE_CHECKING
 
 from pipeline.ledger.location import Location, parse_location
-from pipeline.ledger.models import SCHEMA_REVISION
 
 if TYPE_CHECKING:
     from pipeline.ledger.store import Clock, Ledger
@@ -24,6 +25,7 @@ async def open_ledger(
     """Check, create or upgrade the schema, then return a Ledger over it. `check=False` when
     the caller has already run `files.check_file`."""
     from pipeline.ledger.engines import create_engine_for, schema_revision
+    from pipeline.ledger.models import SCHEMA_REVISION
     from pipeline.ledger.store import Ledger
 
     location = parse_location(where)

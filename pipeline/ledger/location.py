@@ -4,38 +4,62 @@
 `postgresql://user@host/db` or `postgresql+asyncpg://...`. Drivers are chosen here: aiosqlite and
 asyncpg for the async engine. `shown` is the only form that goes into messages: the file path, or
 the URL without its user name and password.
+
+A file path is understood without SQLAlchemy, which is imported only when a URL is given or the
+ledger is really opened: the settings hold a Location, and `ingest --help` should not pay for it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Location:
-    url: URL = dataclasses.field(repr=False)  # async driver, credentials included: never shown
+    # A file path, or a URL with the async driver set and credentials included: never shown.
+    target: str = dataclasses.field(repr=False)
+    dialect: str  # sqlite | postgresql
+
+    @functools.cached_property
+    def url(self) -> URL:
+        from sqlalchemy.engine import URL, make_url
+
+        if self.is_file:
+            return URL.create(ASYNC_DRIVERS["sqlite"], database=self.target)
+        return make_url(self.target)
 
     @property
-    def dialect(self) -> str:
-        return self.url.get_backend_name()
+    def is_file(self) -> bool:
+        """Given as a plain file path (no URL)."""
+        return "://" not in self.target
 
     @property
     def path(self) -> Path | None:
         """The SQLite file, or None for a server database (or an in-memory SQLite one)."""
+        if self.is_file:
+            return Path(self.target)
         if self.dialect != "sqlite" or self.url.database in (None, "", ":memory:"):
             return None
         return Path(self.url.database)
 
     @property
+    def password(self) -> str | None:
+        return None if self.is_file else self.url.password
+
+    @property
     def shown(self) -> str:
         if self.path is not None:
             return str(self.path)
+        from sqlalchemy.engine import URL
+
         url = self.url
         bare = URL.create(url.drivername, host=url.host, port=url.port, database=url.database)
         return bare.render_as_string()  # no user, no password, no query (it may hold either)
@@ -52,7 +76,10 @@ def parse_location(raw: str | Location) -> Location:
     if not text:
         raise ValueError("empty ledger location")
     if "://" not in text:
-        return Location(URL.create("sqlite+aiosqlite", database=str(Path(text).expanduser())))
+        return Location(str(Path(text).expanduser()), "sqlite")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(text)
     except ArgumentError:
@@ -64,4 +91,4 @@ def parse_location(raw: str | Location) -> Location:
         )
     if url.get_driver_name() in ("", "pysqlite", "psycopg2", "psycopg", "pg8000"):
         url = url.set(drivername=ASYNC_DRIVERS[backend])
-    return Location(url)
+    return Location(url.render_as_string(hide_password=False), backend)
