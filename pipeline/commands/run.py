@@ -27,8 +27,6 @@ from pipeline.flow.backoff import RetryPolicy
 from pipeline.flow.breaker import Breaker
 from pipeline.flow.throttle import Throttle
 from pipeline.ledger import Location, open_ledger
-from pipeline.ledger.claims import Claims
-from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.lock import held
@@ -172,25 +170,14 @@ def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
 def _writer_for(
     ledger: Ledger, run_id: int, stop: Stop, *, lease: float, patience: float
 ) -> Writer:
-    shared = ledger.dialect == "postgresql"  # many runs may share it: claims with leases
-    writer = Writer(
-        ledger.engine,
-        dialect=ledger.dialect,
-        shown=ledger.location.shown,
-        clock=ledger.clock,
-        run_id=run_id,
-        watch=ledger.location.path,
-        claims=Claims(ledger.dialect, run_id, lease) if shared else None,
-        sync_engine=create_sync_engine_for(ledger.location),
-    )
-    writer.patience = patience
-
     def stop_on(failure: LedgerWriteError) -> None:
         gone = isinstance(failure, LedgerUnreachable)
         stop.request(StopReason.LEDGER_GONE if gone else StopReason.LEDGER)
 
-    writer.on_failure = stop_on
-    return writer
+    shared = ledger.dialect == "postgresql"  # many runs may share it: claims with leases
+    return Writer.for_ledger(
+        ledger, run_id, patience=patience, on_failure=stop_on, lease=lease if shared else None
+    )
 
 
 def _build(

@@ -19,9 +19,11 @@ than a second, cached, statement).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import enum
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Connection
@@ -44,17 +46,35 @@ class Link:
     claimed: bool = True
 
 
-class Op(Protocol):
-    kind: str  # claim | source | link | leave | reset | attempt | done | failed | call | flush
+class OpKind(enum.StrEnum):
+    """What one change queued with the writer does."""
+
+    CLAIM = "claim"  # claim a source (a shared ledger): its row, inserted if new
+    SOURCE = "source"  # insert or update a source's row
+    LINK = "link"  # get or create a source's content, and record the source against it
+    LEAVE = "leave"  # a source's bytes changed: forget its hash, leave it for the next run
+    RESET = "reset"  # a failed content tried again: pending
+    ATTEMPT = "attempt"  # count an attempt before its request goes out
+    DONE = "done"  # the service took the content: its ids
+    FAILED = "failed"  # the content failed (for good, or left for the next run)
+    CALL = "call"  # run a function inside the commit (the claims of a shared ledger)
+    FLUSH = "flush"  # nothing: its future tells when everything before it is committed
+
+
+@dataclasses.dataclass(slots=True)
+class Op:
+    kind: OpKind
     params: dict[str, Any]
-    work: Callable[[Connection], Any] | None
+    future: asyncio.Future[Any] | None = None
+    work: Callable[[Connection], Any] | None = None
 
 
-_SIMPLE = ("reset", "attempt", "done", "failed", "leave")  # one UPDATE each, in this order
+# One UPDATE each, in this order.
+_SIMPLE = (OpKind.RESET, OpKind.ATTEMPT, OpKind.DONE, OpKind.FAILED, OpKind.LEAVE)
 _MIRRORED = {
-    "reset": ContentStatus.PENDING,
-    "done": ContentStatus.DONE,
-    "failed": ContentStatus.FAILED,
+    OpKind.RESET: ContentStatus.PENDING,
+    OpKind.DONE: ContentStatus.DONE,
+    OpKind.FAILED: ContentStatus.FAILED,
 }
 
 
@@ -94,15 +114,17 @@ class Statements:
             .values(content_status=bindparam("m_status"))
         )
         self.simple = {
-            "reset": update(contents)
+            OpKind.RESET: update(contents)
             .where(by_id)
             .values(status=ContentStatus.PENDING, retryable=0),
-            "attempt": update(contents).where(by_id).values(attempts=contents.c.attempts + 1),
-            "done": update(contents)
+            OpKind.ATTEMPT: update(contents).where(by_id).values(attempts=contents.c.attempts + 1),
+            OpKind.DONE: update(contents)
             .where(by_id)
             .values(status=ContentStatus.DONE, error=None, retryable=0, **settled),
-            "failed": update(contents).where(by_id).values(status=ContentStatus.FAILED, **settled),
-            "leave": update(sources)
+            OpKind.FAILED: update(contents)
+            .where(by_id)
+            .values(status=ContentStatus.FAILED, **settled),
+            OpKind.LEAVE: update(sources)
             .where(sources.c.source == bindparam("b_source"))
             .where(sources.c.purpose == bindparam("b_purpose"))
             .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None),
@@ -110,15 +132,15 @@ class Statements:
 
     def apply(self, conn: Connection, batch: Sequence[Op]) -> list[Any]:
         """Apply a batch in one transaction (the caller's); each op's result, in order."""
-        claims = [op.params for op in batch if op.kind == "claim"]
+        claims = [op.params for op in batch if op.kind is OpKind.CLAIM]
         claimed = self.claims.sources(conn, claims) if self.claims is not None else set()
         called = {id(op): op.work(conn) for op in batch if op.work is not None}
-        links = self._links(conn, [op for op in batch if op.kind == "link"])
+        links = self._links(conn, [op for op in batch if op.kind is OpKind.LINK])
         for op in batch:
-            if op.kind == "link":
+            if op.kind is OpKind.LINK:
                 link = links[(op.params["c_sha256"], op.params["purpose"])]
                 op.params.update(content_id=link.content_id, content_status=link.status)
-        recorded = [o.params for o in batch if o.kind in ("source", "link")]
+        recorded = [o.params for o in batch if o.kind in (OpKind.SOURCE, OpKind.LINK)]
         upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
         _many(conn, self.source_upsert, [{k: p[k] for k in WRITTEN} for p in upserts])
         named = [{"b_source": p["source"]} for p in upserts if p.get("c_replaces_no_purpose")]
@@ -183,8 +205,8 @@ def _result(
     called: dict[int, Any],
     claimed: set[tuple[str, str]],
 ) -> Any:
-    if op.kind == "claim":
+    if op.kind is OpKind.CLAIM:
         return (op.params["source"], op.params["purpose"]) in claimed
-    if op.kind == "link":
+    if op.kind is OpKind.LINK:
         return links[(op.params["c_sha256"], op.params["purpose"])]
     return called.get(id(op))

@@ -37,14 +37,7 @@ async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
 @pytest.fixture
 async def writer(ledger: Ledger) -> AsyncIterator[Writer]:
     run_id = await ledger.start_run(pid=1, host="h", command="c")
-    writer = Writer(
-        ledger.engine,
-        dialect=ledger.dialect,
-        shown="l",
-        clock=ledger.clock,
-        run_id=run_id,
-        sync_engine=create_sync_engine_for(ledger.location),  # as a run builds it
-    )
+    writer = Writer.for_ledger(ledger, run_id, patience=600.0)  # as a run builds it
     async with writer.running():
         yield writer
 
@@ -221,7 +214,7 @@ async def test_a_ledger_that_cannot_be_written_fails_every_waiting_change(
     tmp_path: Path,
 ) -> None:
     ledger = await open_ledger(str(tmp_path / "ingest.db"))
-    writer = Writer(ledger.engine, dialect="sqlite", shown="l", clock=ledger.clock, run_id=1)
+    writer = Writer.for_ledger(ledger, 1, patience=600.0)
     async with writer.running():
         await _fail_under_a_held_lock(tmp_path, writer)
     await ledger.close()

@@ -74,13 +74,8 @@ async def run(
     stop: Stop | None = None,
 ) -> Outcome:
     tally, stop = Tally(), stop or Stop()
-    writer = Writer(
-        ledger.engine,
-        dialect=ledger.dialect,
-        shown="l",
-        clock=ledger.clock,
-        run_id=await ledger.start_run(pid=1, host="h", command="test"),
-    )
+    run_id = await ledger.start_run(pid=1, host="h", command="test")
+    writer = Writer.for_ledger(ledger, run_id, patience=600.0)
     async with writer.running():
         sender = Sender(
             uploader=uploader,
@@ -275,7 +270,7 @@ async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
 
     monkeypatch.setattr(prepare_mod, "read_and_hash", counting)
     info = path.stat()
-    writer = Writer(ledger.engine, dialect="sqlite", shown="l", clock=ledger.clock, run_id=1)
+    writer = Writer.for_ledger(ledger, 1, patience=600.0)
     async with writer.running():
         preparer = Preparer(
             ledger=ledger, writer=writer, fetcher=None, tally=Tally(), policy=Policy()
