@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -12,7 +13,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from pipeline.config import KEY_ENV, Settings
@@ -27,6 +28,7 @@ from pipeline.flow.backoff import RetryPolicy
 from pipeline.flow.breaker import Breaker
 from pipeline.flow.throttle import Throttle
 from pipeline.ledger import Location, open_ledger
+from pipeline.ledger.dry import DryWriter
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.lock import held
@@ -40,7 +42,7 @@ from pipeline.run.plan import Policy
 from pipeline.run.prepare import Preparer
 from pipeline.run.runner import Runner
 from pipeline.run.tally import Tally
-from pipeline.run.upload import Sender
+from pipeline.run.upload import DrySender, Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.transport.fetch import HttpFetcher
@@ -101,6 +103,17 @@ def _dry_run_location(
     return parse_location(f"{folder}/dry-run.db")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Parts:
+    """A run, wired: what drives it, and what the end of it reports on."""
+
+    runner: Runner
+    sender: Sender | DrySender
+    writer: Writer | None  # None in a dry run
+    fleet: Fleet | None
+    metrics: MetricsFile | None
+
+
 async def _run_with_ledger(
     settings: Settings,
     roots: Sequence[Source],
@@ -110,54 +123,47 @@ async def _run_with_ledger(
     display: bool,
 ) -> int:
     started = time.monotonic()
-    command = shown(shlex.join(["ingest", *argv]))
-    run_id = (
-        0
-        if settings.dry_run
-        else await ledger.start_run(
-            pid=os.getpid(), host=socket.gethostname(), command=command, lease=settings.lease
-        )
-    )
     tally, stop = Tally(), Stop()
-    writer = (
-        None
-        if settings.dry_run
-        else _writer_for(ledger, run_id, stop, lease=settings.lease, patience=settings.max_outage)
-    )
+    run_id = 0
+    if not settings.dry_run:
+        command = shown(shlex.join(["ingest", *argv]))
+        host, pid = socket.gethostname(), os.getpid()
+        run_id = await ledger.start_run(pid=pid, host=host, command=command, lease=settings.lease)
+
+    def figures() -> dict[str, Any]:
+        return tally.as_dict(time.monotonic() - started)
+
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(
             open_http(concurrency=settings.concurrency, timeout=settings.timeout)
         )
-        if writer is not None:
-            await stack.enter_async_context(writer.running())
-        runner, sender, fleet = _build(settings, ledger, writer, http, roots, tally, stop)
-        metrics = _metrics(settings, ledger)
-        if fleet is not None:
-            fleet.figures = lambda: tally.as_dict(time.monotonic() - started)
-            if metrics is not None:
-                fleet.on_beat = metrics.write
-            await stack.enter_async_context(fleet.beating())
+        parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures)
+        if parts.writer is not None:
+            await stack.enter_async_context(parts.writer.running())
+        if parts.fleet is not None:
+            await stack.enter_async_context(parts.fleet.beating())
         with _signals(stop), _deadline(settings, stop):
             async with (
                 _census(settings, roots, display) as census,
                 progress.show(tally, enabled=display, census=census),
             ):
-                await runner.run()
+                await parts.runner.run()
+    writer = parts.writer
     code = run_exit(
         stop.reasons,
-        finished=runner.finished,
+        finished=parts.runner.finished,
         failed=tally.failed_total,
         left=tally.left_total,
         ledger=None if writer is None or writer.failure is None else writer.failure.exit_code,
     )
-    elapsed = time.monotonic() - started
     if writer is not None and writer.failure is None:
-        await _finish(ledger, run_id, code, tally.as_dict(elapsed))
-    if metrics is not None:
-        metrics.write(tally.as_dict(elapsed), exit_code=int(code))
+        await _finish(ledger, run_id, code, figures())
+    if parts.metrics is not None:
+        parts.metrics.write(figures(), exit_code=int(code))
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
+    elapsed = time.monotonic() - started
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
-    _say_why(sender, writer, tally)  # last, so it is the line a person (or cron's mail) sees
+    _say_why(parts.sender, writer, tally)  # last, so it is the line a person (or cron) sees
     return int(code)
 
 
@@ -167,46 +173,40 @@ def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
     return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
 
 
-def _writer_for(
-    ledger: Ledger, run_id: int, stop: Stop, *, lease: float, patience: float
-) -> Writer:
+def _writer_for(settings: Settings, ledger: Ledger, run_id: int, stop: Stop) -> Writer:
     def stop_on(failure: LedgerWriteError) -> None:
         gone = isinstance(failure, LedgerUnreachable)
         stop.request(StopReason.LEDGER_GONE if gone else StopReason.LEDGER)
 
     shared = ledger.dialect == "postgresql"  # many runs may share it: claims with leases
     return Writer.for_ledger(
-        ledger, run_id, patience=patience, on_failure=stop_on, lease=lease if shared else None
+        ledger,
+        run_id,
+        patience=settings.max_outage,
+        on_failure=stop_on,
+        lease=settings.lease if shared else None,
     )
 
 
-def _build(
+def _assemble(
     settings: Settings,
     ledger: Ledger,
-    writer: Writer | None,
+    run_id: int,
     http: Http,
     roots: Sequence[Source],
     tally: Tally,
     stop: Stop,
-) -> tuple[Runner, Sender | None, Fleet | None]:
-    policy = Policy(
-        retry_failed=settings.retry_failed,
-        min_age_ns=None if settings.min_age is None else int(settings.min_age * 1e9),
-    )
-    preparer = Preparer(
-        ledger=ledger,
-        writer=writer,
-        fetcher=_fetcher(settings, http, stop),
-        tally=tally,
-        policy=policy,
-    )
-    preparer.patience = settings.max_outage
-    sender = fleet = None
+    figures: Callable[[], dict[str, Any]],
+) -> _Parts:
+    """Every step of the run built whole, each given what it needs. A dry run gets a writer
+    that records nothing and a sender that sends nothing, and no fleet."""
     throttle = Throttle(rate=settings.rate, max_in_flight=settings.concurrency)
+    writer = None if settings.dry_run else _writer_for(settings, ledger, run_id, stop)
+    recorder = DryWriter(ledger) if writer is None else writer
+    sender: Sender | DrySender = DrySender(tally)
     if writer is not None and settings.api_key is not None:
-        uploader = http.uploader(url=settings.api_url, key=settings.api_key)
         sender = Sender(
-            uploader=uploader,
+            uploader=http.uploader(url=settings.api_url, key=settings.api_key),
             writer=writer,
             throttle=throttle,
             breaker=Breaker(max_outage=settings.max_outage),
@@ -214,16 +214,30 @@ def _build(
             stop=stop,
             tally=tally,
         )
+    preparer = Preparer(
+        ledger=ledger,
+        writer=recorder,
+        fetcher=_fetcher(settings, http, stop),
+        tally=tally,
+        policy=Policy(
+            retry_failed=settings.retry_failed,
+            min_age_ns=None if settings.min_age is None else int(settings.min_age * 1e9),
+        ),
+        patience=settings.max_outage,
+    )
     batches = iter_batches(
         roots, purpose=settings.purpose, stats=tally.crawl, encoding=settings.manifest_encoding
     )
+    metrics = _metrics(settings, ledger)
+    fleet = None
     if writer is not None:
         fleet = Fleet(
             writer=writer,
             lease=settings.lease,
             rate=settings.rate,
             throttle=throttle,
-            figures=dict,
+            figures=figures,
+            on_beat=metrics.write if metrics is not None else None,
         )
         origins = [os.path.abspath(root.path) for root in roots]
         batches = _chain(batches, fleet.leftovers(origins, stop))
@@ -236,7 +250,7 @@ def _build(
         grace=settings.grace,
         on_sources_done=tally.mark_sources_done,
     )
-    return runner, sender, fleet
+    return _Parts(runner, sender, writer, fleet, metrics)
 
 
 async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry]]:
@@ -245,10 +259,10 @@ async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry
             yield batch
 
 
-def _say_why(sender: Sender | None, writer: Writer | None, tally: Tally) -> None:
-    if sender is not None and sender.fatal is not None:
+def _say_why(sender: Sender | DrySender, writer: Writer | None, tally: Tally) -> None:
+    if sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
-    if sender is not None and sender.outage is not None:
+    if sender.outage is not None:
         left = tally.seen - tally.processed
         more = "" if tally.sources_done else ", and the sources not yet read"
         print(

@@ -134,11 +134,11 @@ class Ledger:
             ) from exc
         raise AssertionError("unreachable: retrying re-raises the last error")
 
-    async def content_status_of(self, sha256: str, purpose: str) -> str | None:
-        """Status of these bytes for this purpose, None if never seen. Reads only."""
-        query = select(contents.c.status).where(
+    async def content_of(self, sha256: str, purpose: str) -> tuple[str, bool] | None:
+        """(status, retryable) of these bytes for this purpose, None if never seen."""
+        query = select(contents.c.status, contents.c.retryable).where(
             contents.c.sha256 == sha256, contents.c.purpose == purpose
         )
         async with self.engine.connect() as conn:
-            value = await conn.scalar(query)
-        return None if value is None else str(value)
+            row = (await conn.execute(query)).first()
+        return None if row is None else (str(row[0]), bool(row[1]))

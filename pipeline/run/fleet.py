@@ -43,6 +43,7 @@ class Fleet:
         rate: float | None,
         throttle: Throttle | None,
         figures: Callable[[], dict[str, Any]],
+        on_beat: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.writer = writer
         self.lease = lease
@@ -50,7 +51,7 @@ class Fleet:
         self.throttle = throttle
         self.figures = figures
         self.live = 1  # runs live on this ledger, this one included, at the last heartbeat
-        self.on_beat: Callable[[dict[str, Any]], None] = lambda figures: None
+        self.on_beat = on_beat  # told the figures at each heartbeat (the metrics file)
 
     @contextlib.asynccontextmanager
     async def beating(self) -> AsyncIterator[None]:
@@ -67,7 +68,8 @@ class Fleet:
 
     async def beat(self) -> None:
         figures = self.figures()
-        self.on_beat(figures)
+        if self.on_beat is not None:
+            self.on_beat(figures)
         live = await self.writer.heartbeat(json.dumps(figures, sort_keys=True))
         if live != self.live:
             log.info("%d run(s) live on this ledger", live)

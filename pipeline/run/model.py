@@ -14,6 +14,9 @@ from pipeline.content.body import Body
 from pipeline.content.located import Located
 from pipeline.content.probe import AudioInfo
 from pipeline.core.records import UploadResult
+from pipeline.core.states import SourceStatus
+from pipeline.ledger.rows import SourceFacts
+from pipeline.ledger.statements import Link
 
 T = TypeVar("T")
 
@@ -38,6 +41,26 @@ class Uploader(Protocol):
 
 class Fetcher(Protocol):
     async def fetch(self, url: str) -> Located: ...
+
+
+class SourceRecorder(Protocol):
+    """Where the prepare step records what it found of each source (the ledger's writer)."""
+
+    def record_source(
+        self,
+        facts: SourceFacts,
+        *,
+        status: SourceStatus = SourceStatus.OK,
+        error: str | None = None,
+        retryable: bool = False,
+        content_id: int | None = None,
+    ) -> None: ...
+
+    async def claim_source(self, facts: SourceFacts) -> bool: ...
+
+    async def link(self, facts: SourceFacts, *, sha256: str, size: int) -> Link: ...
+
+    async def reset(self, content_id: int) -> bool: ...
 
 
 class Recorder(Protocol):

@@ -32,8 +32,7 @@ from pipeline.core.records import SourceState
 from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.rows import SourceFacts, facts_of
 from pipeline.ledger.store import Ledger
-from pipeline.ledger.writer import Writer
-from pipeline.run.model import Fetcher, Job
+from pipeline.run.model import Fetcher, Job, SourceRecorder
 from pipeline.run.plan import Decision, Policy, Step, decide
 from pipeline.run.tally import Tally, reason_key
 
@@ -57,10 +56,11 @@ class Preparer:
         self,
         *,
         ledger: Ledger,
-        writer: Writer | None,  # None in a dry run: nothing is recorded
+        writer: SourceRecorder,  # the ledger's writer (or a dry run's, which records nothing)
         fetcher: Fetcher | None,
         tally: Tally,
         policy: Policy,
+        patience: float,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.ledger = ledger
@@ -69,13 +69,12 @@ class Preparer:
         self.tally = tally
         self.policy = policy
         self.clock_ns = clock_ns
-        self.patience = 600.0  # seconds a restarting ledger server is waited for
+        self.patience = patience  # seconds a restarting ledger server is waited for
         self.claimed: set[int] = set()  # contents this run has queued for upload
         # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
         self._hashed: collections.OrderedDict[
             tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
         ] = collections.OrderedDict()
-        self._dry_seen: set[tuple[str, str]] = set()  # (sha256, purpose) counted by a dry run
 
     # --- 2a. triage -----------------------------------------------------------------------------
 
@@ -137,7 +136,7 @@ class Preparer:
     async def _claim(self, entry: Entry) -> bool:
         """On a shared ledger, claim the source just before its bytes are read: False when
         another live run holds it (it comes back to this one if that run dies)."""
-        if self.writer is None or await self.writer.claim_source(facts_of(entry)):
+        if await self.writer.claim_source(facts_of(entry)):
             return True
         self.tally.elsewhere += 1
         return False
@@ -191,9 +190,6 @@ class Preparer:
     async def _link(self, work: Work, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""
         entry = work.entry
-        if self.writer is None:
-            await self._count_dry(entry, located)
-            return None
         facts = facts_of(entry, located, replaces_no_purpose=work.replaces_no_purpose)
         link = await self.writer.link(facts, sha256=located.sha256, size=located.size)
         status, content_id, ours = link.status, link.content_id, link.claimed
@@ -227,32 +223,19 @@ class Preparer:
         else:
             self.tally.skipped_failed += 1
 
-    async def _count_dry(self, entry: Entry, located: Located) -> None:
-        key = (located.sha256, entry.purpose)
-        done = await self.ledger.content_status_of(*key) == ContentStatus.DONE
-        if done or key in self._dry_seen:
-            self.tally.deduplicated += 1
-        else:
-            self._dry_seen.add(key)
-            self.tally.would_upload[entry.purpose] += 1
-            self.tally.would_upload_bytes[entry.purpose] += located.size
-        located.discard()
-
     # --- recording ------------------------------------------------------------------------------
 
     def _fail(self, entry: Entry, facts: SourceFacts, reason: str) -> None:
         self.tally.failed[reason_key(reason)] += 1
         log.warning("failed %s: %s", _where(entry), reason)
-        if self.writer is not None:
-            self.writer.record_source(facts, status=SourceStatus.FAILED, error=reason)
+        self.writer.record_source(facts, status=SourceStatus.FAILED, error=reason)
 
     def _leave(self, entry: Entry, reason: str) -> None:
         self.tally.left[reason_key(reason)] += 1
         log.warning("left for the next run %s: %s", _where(entry), reason)
-        if self.writer is not None:
-            self.writer.record_source(
-                facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
-            )
+        self.writer.record_source(
+            facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
+        )
 
 
 def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:

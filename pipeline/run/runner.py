@@ -23,14 +23,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.core.entry import Entry
 from pipeline.core.stop import Stop, Stopped
 from pipeline.flow.parking import Parking
 from pipeline.run.model import Job
 from pipeline.run.prepare import Preparer, Work
-from pipeline.run.upload import Course, Sender
+from pipeline.run.upload import Course
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,23 @@ UPLOAD_TASKS_PER_SLOT = 4
 PARKED_PER_SLOT = 8
 
 
+class Sending(Protocol):
+    """The upload step as the runner drives it (`upload.Sender`, or a dry run's `DrySender`)."""
+
+    def begin(self, job: Job) -> Course: ...
+
+    async def attempt(self, course: Course) -> float | None:
+        """One attempt: the seconds to wait before the next one, or None once it is dealt with."""
+        ...
+
+
 class Runner:
     def __init__(
         self,
         *,
         batches: AsyncIterator[Sequence[Entry]],
         preparer: Preparer,
-        sender: Sender | None,  # None in a dry run
+        sender: Sending,
         stop: Stop,
         concurrency: int,
         grace: float,
@@ -72,7 +82,7 @@ class Runner:
         prepare_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 4)
         upload_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 2)
         parking: Parking[Course] = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
-        senders = 0 if self.sender is None else UPLOAD_TASKS_PER_SLOT * self.concurrency
+        senders = UPLOAD_TASKS_PER_SLOT * self.concurrency
         uploaders = [
             asyncio.create_task(self._upload_worker(upload_q, parking)) for _ in range(senders)
         ]
@@ -176,7 +186,6 @@ class Runner:
 
     async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking[Course]) -> None:
         sender = self.sender
-        assert sender is not None
         while True:
             item = (None if self.stop.requested else parking.take()) or await self._get(upload_q)
             if item is _DONE:
@@ -190,7 +199,7 @@ class Runner:
                     course.job.data.discard()
                     self._count_unfinished(-1)
 
-    async def _attempts(self, sender: Sender, course: Course, parking: Parking[Course]) -> bool:
+    async def _attempts(self, sender: Sending, course: Course, parking: Parking[Course]) -> bool:
         """Attempts of `course` until it is dealt with (False) or parked for a backoff (True)."""
         while (seconds := await sender.attempt(course)) is not None:
             if parking.park(course, seconds):

@@ -216,3 +216,24 @@ class Sender:
             error.reason,
             seconds,
         )
+
+
+class DrySender:
+    """The upload step of a dry run: each job that a real run would send is counted, with its
+    bytes, and nothing goes out."""
+
+    fatal: RunFatal | None = None
+    outage: ServiceDown | None = None
+
+    def __init__(self, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
+        self.tally = tally
+        self.clock = clock
+
+    def begin(self, job: Job) -> Course:
+        return Course(job, self.clock())
+
+    async def attempt(self, course: Course) -> float | None:
+        job = course.job
+        self.tally.would_upload[job.purpose] += 1
+        self.tally.would_upload_bytes[job.purpose] += job.data.size
+        return None

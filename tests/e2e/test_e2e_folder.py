@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.sandbox.samples import make_catalogue, write_wav
-from tests.conftest import SandboxServer, cli_env, export, run_cli
+from tests.conftest import (
+    SandboxServer,
+    cli_env,
+    export,
+    run_cli,
+    start_sandbox,
+    stop_sandbox,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -98,6 +105,22 @@ def test_dry_run_leaves_an_existing_ledger_unchanged(
         sqlite3.connect(tmp_path / "ingest.db").execute("SELECT count(*) FROM sources").fetchone()
     )
     assert before == after and len(sandbox.requests()) == 1
+
+
+def test_a_dry_run_decides_as_a_real_run_would(tmp_path: Path, sandbox: SandboxServer) -> None:
+    """Bytes that failed for good earlier are not counted as work under a new name, unless
+    --retry-failed (a dry run goes through the same steps, with a writer that records nothing)."""
+    rejecting = start_sandbox(tmp_path, "--reject-rate", "1")  # base_resp 1026: final
+    try:
+        track = write_wav(tmp_path / "cat" / "song" / "a.wav", 11, seed=1)
+        assert run_cli("run", "cat", "--api-url", rejecting.url, cwd=tmp_path).code == 1
+    finally:
+        stop_sandbox(rejecting)
+    (tmp_path / "cat" / "song" / "renamed.wav").write_bytes(track.read_bytes())
+    plain = run_cli("run", "cat", "--dry-run", cwd=tmp_path)
+    assert "would upload: 0 files" in plain.stdout, plain.stdout
+    again = run_cli("run", "cat", "--dry-run", "--retry-failed", cwd=tmp_path)
+    assert "would upload: 1 files" in again.stdout, again.stdout
 
 
 def test_files_without_purpose_are_reported_not_uploaded(

@@ -87,7 +87,7 @@ async def run(
             tally=tally,
         )
         preparer = Preparer(
-            ledger=ledger, writer=writer, fetcher=None, tally=tally, policy=Policy()
+            ledger=ledger, writer=writer, fetcher=None, tally=tally, policy=Policy(), patience=60
         )
         runner = Runner(
             batches=walk_folder(root, purpose=None, stats=CrawlStats()),
@@ -273,7 +273,7 @@ async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
     writer = Writer.for_ledger(ledger, 1, patience=600.0)
     async with writer.running():
         preparer = Preparer(
-            ledger=ledger, writer=writer, fetcher=None, tally=Tally(), policy=Policy()
+            ledger=ledger, writer=writer, fetcher=None, tally=Tally(), policy=Policy(), patience=60
         )
         rows = [
             Work(
