@@ -33,8 +33,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from pipeline.core.errors import TransientError
 from pipeline.flow.backoff import RetryPolicy, backoff
 from pipeline.flow.breaker import Breaker, ServiceDown
+from pipeline.flow.pace import PACE, PacePolicy
 from pipeline.flow.signals import Signal
-from pipeline.flow.throttle import PACE, PacePolicy
 from tests import virtual_time
 from tests.sim_rivals import (
     AwsAdaptive,
@@ -235,7 +235,7 @@ class Pool:
         """One attempt; whether it counts against the entry (not while the service is down)."""
         probe = await self.breaker.admit() if self.breaker is not None else False
         try:
-            await self.flow.acquire()
+            token = await self.flow.acquire()
         except LocalReject:
             self.out.sent.append(Sent(self.now(), "local"))
             return Answer(Signal.RATE, None, "local"), True
@@ -248,7 +248,7 @@ class Pool:
             was = self.breaker.state
             self.breaker.record(answer.signal)
             self.out.tripped += was == "closed" and self.breaker.state == "open"
-        self.flow.release(answer.signal, answer.retry_after)
+        self.flow.release(token, answer.signal, answer.retry_after)
         self.out.sent.append(Sent(sent, answer.kind, self.now() - sent))
         down = self.breaker is not None and self.breaker.state != "closed"
         return answer, not (probe or down)

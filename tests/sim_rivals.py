@@ -20,10 +20,11 @@ import collections
 import math
 import random
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
+from pipeline.flow.pace import PACE, PacePolicy
 from pipeline.flow.signals import Signal
-from pipeline.flow.throttle import PACE, PacePolicy, Throttle
+from pipeline.flow.throttle import Throttle
 
 Clock = Callable[[], float]
 
@@ -33,11 +34,14 @@ class LocalReject(Exception):
 
 
 class Flow(Protocol):
+    """A design under test: `acquire()` gives the request a token, which it hands back with its
+    answer (the designs of the past need none: theirs is None)."""
+
     name: str
 
-    async def acquire(self) -> None: ...
+    async def acquire(self) -> Any: ...
 
-    def release(self, signal: Signal, retry_after: float | None) -> None: ...
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None: ...
 
     def pace(self) -> float | None: ...
 
@@ -51,7 +55,7 @@ class Unpaced:
     async def acquire(self) -> None:
         await self._slots.acquire()
 
-    def release(self, signal: Signal, retry_after: float | None) -> None:
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None:
         self._slots.release()
 
     def pace(self) -> float | None:
@@ -85,8 +89,8 @@ class MainAimd(Unpaced):
                 await asyncio.sleep(slot - now)
             self._starts.append(max(slot, now))
 
-    def release(self, signal: Signal, retry_after: float | None) -> None:
-        super().release(signal, retry_after)
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None:
+        super().release(token, signal, retry_after)
         if signal in (Signal.RATE, Signal.CONCURRENCY):
             self._throttled(retry_after)
         elif signal is Signal.OK and self.rate is not None:
@@ -147,8 +151,8 @@ class AwsAdaptive(Unpaced):
                 self._refill()
             self._tokens = max(0.0, self._tokens - 1)
 
-    def release(self, signal: Signal, retry_after: float | None) -> None:
-        super().release(signal, retry_after)
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None:
+        super().release(token, signal, retry_after)
         measured, now = self._clocked(), self._clock()
         if signal in (Signal.RATE, Signal.CONCURRENCY):
             current = measured if not self._enabled else min(measured, self._fill)
@@ -208,8 +212,8 @@ class SreRatio(Unpaced):
             raise LocalReject()
         await super().acquire()
 
-    def release(self, signal: Signal, retry_after: float | None) -> None:
-        super().release(signal, retry_after)
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None:
+        super().release(token, signal, retry_after)
         if signal not in (Signal.RATE, Signal.CONCURRENCY):
             self._accepts.append(self._clock())
 
@@ -228,11 +232,11 @@ class Ours:
         self.name = "ours"
         self.throttle = Throttle(max_in_flight=concurrency, clock=clock, policy=policy)
 
-    async def acquire(self) -> None:
-        await self.throttle.acquire()
+    async def acquire(self) -> Any:
+        return await self.throttle.acquire()
 
-    def release(self, signal: Signal, retry_after: float | None) -> None:
-        self.throttle.release(signal)
+    def release(self, token: Any, signal: Signal, retry_after: float | None) -> None:
+        self.throttle.release(token, signal)
 
     def pace(self) -> float | None:
         return self.throttle.pace

@@ -60,6 +60,9 @@ class Window:
         return cls(size=ceiling, ceiling=ceiling)
 
 
+WINDOW_POLICY = WindowPolicy()
+
+
 def refused(
     policy: WindowPolicy, window: Window, sent_with: int, sent_under: int, now: float
 ) -> Window:

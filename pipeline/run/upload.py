@@ -141,7 +141,7 @@ class Sender:
     async def _request(self, job: Job) -> UploadResult:
         """Hold a slot for one request: from before it is counted until its outcome is
         recorded (`done` committed), so a crash repeats at most the requests holding slots."""
-        await self.throttle.acquire()  # in this task: the throttle knows its requests by task
+        ticket = await self.throttle.acquire()
         signal: Signal | None = None
         try:
             if self.stop.requested:
@@ -159,9 +159,9 @@ class Sender:
             return result
         finally:
             if signal is None:
-                self.throttle.abandon()  # cut off (a stop, our own abort): nothing learnt
+                self.throttle.abandon(ticket)  # cut off (a stop, our own abort): nothing learnt
             else:
-                self.throttle.release(signal)
+                self.throttle.release(ticket, signal)
 
     def _answered(self, error: Exception | None) -> Signal:
         """What an answer (None: a success) says of the service, told to the breaker now; the

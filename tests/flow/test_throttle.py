@@ -8,6 +8,7 @@ work are checked on the simulation of `tests/sim_flow.py`, with the same seeds a
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
@@ -20,16 +21,9 @@ from pipeline.content.body import Body
 from pipeline.core.errors import TransientError
 from pipeline.core.secret import Secret
 from pipeline.flow import window as windows
+from pipeline.flow.pace import PACE, SETTLED, Epoch, PaceModel, advance, pace_of
 from pipeline.flow.signals import Signal, signal_of
-from pipeline.flow.throttle import (
-    PACE,
-    SETTLED,
-    Epoch,
-    PaceModel,
-    Throttle,
-    advance,
-    pace_of,
-)
+from pipeline.flow.throttle import Throttle
 from pipeline.sandbox.samples import write_wav
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.transport.client import UploadClient
@@ -252,9 +246,9 @@ def test_fixed_rate_spaces_every_start() -> None:
     async def main() -> list[float]:
         flow, times = throttle(4.0), []
         for _ in range(9):
-            await flow.acquire()
+            ticket = await flow.acquire()
             times.append(now())
-            flow.release(Signal.OK)
+            flow.release(ticket, Signal.OK)
         return times
 
     times = run(main)
@@ -268,9 +262,9 @@ async def starts_after_a_late_wake_up(flow: Throttle) -> list[float]:
     times = []
     for wait in (0.0, 0.04, 0.0, 0.0, 0.0):
         await asyncio.sleep(wait)
-        await flow.acquire()
+        ticket = await flow.acquire()
         times.append(now())
-        flow.release(Signal.OK)
+        flow.release(ticket, Signal.OK)
     return times
 
 
@@ -290,11 +284,10 @@ def test_an_adaptive_pace_lets_a_late_start_catch_up_and_a_fixed_rate_does_not()
 def test_set_rate_changes_the_ceiling_at_run_time() -> None:
     async def main() -> float:
         flow = throttle(2.0)
-        await flow.acquire()
-        flow.release(Signal.OK)
+        flow.release(await flow.acquire(), Signal.OK)
         flow.set_rate(10.0)
-        await flow.acquire()  # still 1/2 s after the first: that slot was taken at 2/s
-        flow.release(Signal.OK)
+        # still 1/2 s after the first: that slot was taken at 2/s
+        flow.release(await flow.acquire(), Signal.OK)
         start = now()
         await flow.acquire()
         return now() - start
@@ -305,12 +298,12 @@ def test_set_rate_changes_the_ceiling_at_run_time() -> None:
 def test_acquire_waits_for_a_free_slot_in_the_window() -> None:
     async def main() -> tuple[bool, float]:
         flow = throttle(window=2)
-        await flow.acquire()
+        first = await flow.acquire()
         await flow.acquire()
         third = asyncio.create_task(flow.acquire())
         await asyncio.sleep(5.0)
         blocked = not third.done()
-        flow.release(Signal.OK)
+        flow.release(first, Signal.OK)
         await third
         return blocked, now()
 
@@ -323,10 +316,10 @@ def test_waiters_get_slots_in_arrival_order() -> None:
         flow, order = throttle(window=1), []
 
         async def one(i: int) -> None:
-            await flow.acquire()
+            ticket = await flow.acquire()
             order.append(i)
             await asyncio.sleep(1.0)
-            flow.release(Signal.OK)
+            flow.release(ticket, Signal.OK)
 
         await asyncio.gather(*(one(i) for i in range(6)))
         return order
@@ -337,16 +330,16 @@ def test_waiters_get_slots_in_arrival_order() -> None:
 def test_a_cancelled_waiter_holds_no_slot() -> None:
     async def main() -> tuple[int, float]:
         flow = throttle(window=1)
-        await flow.acquire()
+        held = await flow.acquire()
         waiter = asyncio.create_task(flow.acquire())
         await asyncio.sleep(1.0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        flow.release(Signal.OK)
+        flow.release(held, Signal.OK)
         start = now()
         await flow.acquire()  # the only slot is free again, at once
-        return flow.snapshot().in_flight, now() - start
+        return flow.in_flight, now() - start
 
     assert run(main) == (1, 0.0)
 
@@ -354,14 +347,13 @@ def test_a_cancelled_waiter_holds_no_slot() -> None:
 def test_a_waiter_cancelled_during_its_pace_wait_holds_no_slot() -> None:
     async def main() -> int:
         flow = throttle(rate=0.5)
-        await flow.acquire()
-        flow.release(Signal.OK)
+        flow.release(await flow.acquire(), Signal.OK)
         waiter = asyncio.create_task(flow.acquire())  # must wait 2 s for the pace
         await asyncio.sleep(1.0)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        return flow.snapshot().in_flight
+        return flow.in_flight
 
     assert run(main) == 0
 
@@ -370,15 +362,12 @@ def test_an_isolated_429_does_not_pause_the_pool() -> None:
     async def main() -> tuple[float, float | None]:
         flow = throttle()
         for _ in range(30):
-            await flow.acquire()
-            flow.release(Signal.OK)
+            flow.release(await flow.acquire(), Signal.OK)
             await asyncio.sleep(0.05)
-        await flow.acquire()
-        flow.release(Signal.RATE)  # Retry-After: 1 for this request only
+        flow.release(await flow.acquire(), Signal.RATE)  # Retry-After: 1 for this one only
         start = now()
         for _ in range(10):
-            await flow.acquire()
-            flow.release(Signal.OK)
+            flow.release(await flow.acquire(), Signal.OK)
         return now() - start, flow.pace
 
     waited, pace = run(main)
@@ -388,21 +377,15 @@ def test_an_isolated_429_does_not_pause_the_pool() -> None:
 def test_a_concurrency_refusal_shrinks_the_window_and_successes_regrow_it() -> None:
     async def main() -> tuple[int, int]:
         flow = throttle(window=8)
-        holders = [asyncio.create_task(flow.acquire()) for _ in range(5)]
-        await asyncio.gather(*holders)
-
-        async def refused() -> None:
-            await flow.acquire()  # the 6th open request
-            flow.release(Signal.CONCURRENCY)
-
-        await asyncio.create_task(refused())
-        shrunk = flow.snapshot().window
+        held = collections.deque(await asyncio.gather(*(flow.acquire() for _ in range(5))))
+        flow.release(await flow.acquire(), Signal.CONCURRENCY)  # the 6th open request
+        shrunk = flow.window
         for _ in range(200):  # keep the window full while the service accepts
             await asyncio.sleep(0.1)
-            flow.release(Signal.OK)
-            while flow.snapshot().in_flight < flow.snapshot().window:
-                await flow.acquire()
-        return shrunk, flow.snapshot().window
+            flow.release(held.popleft(), Signal.OK)
+            while flow.in_flight < flow.window:
+                held.append(await flow.acquire())
+        return shrunk, flow.window
 
     shrunk, regrown = run(main)
     assert shrunk == 5
@@ -413,21 +396,19 @@ def test_an_abandoned_request_frees_its_slot_and_teaches_nothing() -> None:
     async def main() -> tuple[int, int, float | None]:
         flow = throttle(window=2)
         for _ in range(200):
-            await flow.acquire()
+            ticket = await flow.acquire()
             await asyncio.sleep(0.01)
-            flow.abandon()
-        state = flow.snapshot()
-        return state.in_flight, state.window, state.pace
+            flow.abandon(ticket)
+        return flow.in_flight, flow.window, flow.pace
 
     assert run(main) == (0, 2, None)
 
 
-def test_the_snapshot_shows_pace_window_and_requests_open() -> None:
+def test_pace_window_and_requests_open_can_be_read() -> None:
     async def main() -> tuple[float | None, int, int]:
         flow = throttle(rate=3.0, window=4)
         await flow.acquire()
-        state = flow.snapshot()
-        return state.pace, state.window, state.in_flight
+        return flow.pace, flow.window, flow.in_flight
 
     assert run(main) == (3.0, 4, 1)
 
@@ -485,7 +466,7 @@ async def test_the_window_learns_a_real_sandbox_limit_on_open_requests(tmp_path:
 
             async def one() -> None:
                 for _ in range(6):
-                    await flow.acquire()
+                    ticket = await flow.acquire()
                     signal = Signal.OK
                     try:
                         await client.upload(
@@ -494,7 +475,7 @@ async def test_the_window_learns_a_real_sandbox_limit_on_open_requests(tmp_path:
                     except TransientError as exc:
                         assert "base_resp 1041" in exc.reason
                         signal = Signal.CONCURRENCY
-                    flow.release(signal)
+                    flow.release(ticket, signal)
                     if signal is Signal.OK:
                         return
 
@@ -503,5 +484,5 @@ async def test_the_window_learns_a_real_sandbox_limit_on_open_requests(tmp_path:
         await server.close()
     refused = [r for r in sandbox.requests if r["outcome"] == "base_resp 1041"]
     assert refused and all(r["open"] > 3 for r in refused)
-    assert flow.snapshot().window <= 3
+    assert flow.window <= 3
     assert len(refused) < 12  # the window stopped the refusals early
