@@ -179,7 +179,9 @@ def test_a_held_ledger_exits_3_naming_the_holder_and_wait_waits(
     tmp_path: Path, server_factory: list[SandboxServer]
 ) -> None:
     catalogue(tmp_path / "cat", 12)
-    server = sandbox_with(server_factory, tmp_path, "--latency", "0.5")
+    # The first run takes 9 s or more (12 files, 2 at a time, 1.5 s each): the second is sure
+    # to find it holding the ledger, however slowly a loaded machine starts it.
+    server = sandbox_with(server_factory, tmp_path, "--latency", "1.5")
     first = start_run(tmp_path, "cat", "--api-url", server.url, "--concurrency", "2")
     wait_for(lambda: len(server.requests()) >= 1)
     started = time.monotonic()
@@ -190,7 +192,7 @@ def test_a_held_ledger_exits_3_naming_the_holder_and_wait_waits(
     assert len(second.stderr.strip().splitlines()) == 1
     waiting = run_cli("run", "cat", "--api-url", server.url, "--wait", cwd=tmp_path)
     assert waiting.code == 0, waiting.stderr
-    first.communicate(timeout=30)
+    first.communicate(timeout=60)
     assert first.returncode == 0
     assert set(uploads_per_content(server).values()) == {1}
 
