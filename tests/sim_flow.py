@@ -30,9 +30,9 @@ import statistics
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from pipeline.core.errors import TransientError
+from pipeline.core.errors import ServiceDown, TransientError
 from pipeline.flow.backoff import RetryPolicy, backoff
-from pipeline.flow.breaker import Breaker, ServiceDown
+from pipeline.flow.breaker import Breaker
 from pipeline.flow.pace import PACE, PacePolicy
 from pipeline.flow.signals import Signal
 from tests import virtual_time

@@ -57,9 +57,3 @@ def _digest(handle: BinaryIO, size: int) -> tuple[str, bytes | None, int]:
         digest.update(chunk)
         total += len(chunk)
     return digest.hexdigest(), None, total
-
-
-def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """(hex digest, bytes read) of a whole file; for tests and tools."""
-    hashed = read_and_hash(path)
-    return hashed.sha256, hashed.body.size

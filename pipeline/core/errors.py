@@ -12,8 +12,12 @@
     │   │                     `retry_after` seconds from the service
     │   ├── PermanentError    retrying cannot help: bad file, rejected content, invalid params
     │   └── SourceChanged     the file changed while it was read or sent: left for the next run
-    └── RunFatal              nothing more can be uploaded in this run: the key or the account was
-        refused (exit 5); entries stay pending for the next run
+    ├── RunFatal              nothing more can be uploaded in this run: the key or the account was
+    │                         refused (exit 5); entries stay pending for the next run
+    ├── ServiceDown           the service stayed unreachable past --max-outage: stop taking work
+    │                         (exit 6); entries stay pending
+    └── Stopped               the run stopped before a step finished (the step was cancelled);
+                              what it was doing stays pending
 
 Errors of the libraries below (aiohttp, sqlite, asyncpg) are translated into these once, at the
 boundary that meets them, with `raise ... from exc`. An error that ends a command carries the
@@ -25,6 +29,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 from pipeline.core.exits import Exit
+from pipeline.core.times import local_time
 
 
 class IngestError(Exception):
@@ -112,3 +117,20 @@ class RunFatal(IngestError):
     """Stop the run: the key or the account was refused. Entries stay pending."""
 
     exit_code = Exit.REFUSED
+
+
+class ServiceDown(IngestError):
+    """The service has been unreachable for longer than `max_outage`: stop taking work (exit 6)."""
+
+    exit_code = Exit.TRANSIENT
+
+    def __init__(self, since: float, outage: float) -> None:
+        super().__init__(
+            f"the service has been unreachable since {local_time(since)} ({outage:.0f} s)"
+        )
+        self.since = since  # wall-clock epoch seconds of the first failure of the outage
+        self.outage = outage
+
+
+class Stopped(IngestError):
+    """The run stopped before a step finished (the step was cancelled)."""

@@ -7,13 +7,10 @@ import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from pipeline.core.errors import Stopped
 from pipeline.core.states import StopReason
 
 T = TypeVar("T")
-
-
-class Stopped(Exception):
-    """The run stopped before a step finished (the step was cancelled)."""
 
 
 class Stop:

@@ -23,8 +23,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from pipeline.core.errors import IngestError
-from pipeline.core.times import clock_time, local_time
+from pipeline.core.errors import ServiceDown
+from pipeline.core.times import clock_time
 from pipeline.flow.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,6 @@ class BreakerState(enum.StrEnum):
     CLOSED = "closed"  # requests go out
     OPEN = "open"  # nothing goes out until the next probe
     HALF_OPEN = "half-open"  # one probe is out; the others wait for its verdict
-
-
-class ServiceDown(IngestError):
-    """The service has been unreachable for longer than `max_outage`: stop taking work (exit 6)."""
-
-    def __init__(self, since: float, outage: float) -> None:
-        super().__init__(
-            f"the service has been unreachable since {local_time(since)} ({outage:.0f} s)"
-        )
-        self.since = since  # wall-clock epoch seconds of the first failure of the outage
-        self.outage = outage
 
 
 class Breaker:
@@ -76,11 +65,6 @@ class Breaker:
     @property
     def state(self) -> BreakerState:
         return self._state
-
-    @property
-    def down_since(self) -> float | None:
-        """Wall-clock epoch seconds since when the service is unreachable; None when CLOSED."""
-        return None if self._state is BreakerState.CLOSED else self._first_failed[1]
 
     async def admit(self) -> bool:
         """Wait until a request may go out; True when this caller goes as the probe."""

@@ -32,12 +32,12 @@ class Parking(Generic[T]):
     def __len__(self) -> int:
         return len(self._waiting) + len(self._ready)
 
-    def park(self, course: T, seconds: float) -> bool:
-        """Hand `course` back after `seconds`; False when the lot is full (the caller waits)."""
+    def park(self, upload: T, seconds: float) -> bool:
+        """Hand `upload` back after `seconds`; False when the lot is full (the caller waits)."""
         if len(self._waiting) >= self.limit:
             return False
         loop = asyncio.get_running_loop()
-        self._waiting[course] = loop.call_later(seconds, self._due, course)
+        self._waiting[upload] = loop.call_later(seconds, self._due, upload)
         return True
 
     def take(self) -> T | None:
@@ -48,14 +48,14 @@ class Parking(Generic[T]):
         """Cancel every wait (the run is stopping): the jobs that were parked."""
         for timer in self._waiting.values():
             timer.cancel()
-        courses = [*self._waiting, *self._ready]
+        uploads = [*self._waiting, *self._ready]
         self._waiting.clear()
         self._ready.clear()
-        return courses
+        return uploads
 
-    def _due(self, course: T) -> None:
-        del self._waiting[course]
+    def _due(self, upload: T) -> None:
+        del self._waiting[upload]
         if self._queue.full():
-            self._ready.append(course)  # every upload task is busy; each looks here first
+            self._ready.append(upload)  # every upload task is busy; each looks here first
         else:
-            self._queue.put_nowait(course)  # wakes a task waiting for work
+            self._queue.put_nowait(upload)  # wakes a task waiting for work

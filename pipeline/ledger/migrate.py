@@ -3,7 +3,7 @@
 Checks happen before anything is written: a file that is not SQLite, a database with someone
 else's tables, or a ledger from a newer schema is refused with `LedgerError` and left exactly as
 it was. The whole upgrade is one transaction (SQLite's DDL is transactional once the driver stops
-committing on its own, see `store.transactional_sqlite`), so a kill at any moment leaves either
+committing on its own, see `engines._sqlite_connect`), so a kill at any moment leaves either
 the old schema or the new one. A ledger that an older ingest left half-created (its tables, all
 empty, and no version) is recognised and built again from scratch.
 

@@ -42,7 +42,7 @@ HASHED_KEPT = 4096  # files whose hash a run remembers (for manifests naming one
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Work:
+class Triaged:
     """An entry that needs its bytes located: hashed, reused or fetched."""
 
     entry: Entry
@@ -78,7 +78,7 @@ class Preparer:
 
     # --- 2a. triage -----------------------------------------------------------------------------
 
-    async def triage(self, batch: Sequence[Entry]) -> list[Work]:
+    async def triage(self, batch: Sequence[Entry]) -> list[Triaged]:
         """Decide a batch; settle what needs no I/O; return the rest."""
         self.tally.seen += len(batch)
         entries, errors = await _stat_unstated(batch)
@@ -91,7 +91,7 @@ class Preparer:
             decision = decide(entry, state, policy=self.policy, now_ns=now, error=error)
             stale = bool(entry.purpose) and (entry.source, "") in states
             if decision.step in NEEDS_IO:
-                work.append(Work(entry, state, decision.step, stale))
+                work.append(Triaged(entry, state, decision.step, stale))
             else:
                 self._settle(entry, decision, stale)
         return work
@@ -110,7 +110,7 @@ class Preparer:
 
     # --- 2b. prepare ----------------------------------------------------------------------------
 
-    async def prepare(self, work: Work) -> Job | None:
+    async def prepare(self, work: Triaged) -> Job | None:
         """Locate, probe and link one entry; the job if its content still needs an upload."""
         if not await self._claim(work.entry):
             return None
@@ -141,7 +141,7 @@ class Preparer:
         self.tally.elsewhere += 1
         return False
 
-    async def _locate(self, work: Work) -> tuple[Located, AudioInfo | PermanentError]:
+    async def _locate(self, work: Triaged) -> tuple[Located, AudioInfo | PermanentError]:
         """The entry's bytes and what they are (or why they cannot be sent)."""
         entry = work.entry
         if work.step is Step.FETCH:
@@ -187,7 +187,7 @@ class Preparer:
         future.set_result((located.sha256, audio))
         return located, audio
 
-    async def _link(self, work: Work, located: Located, audio: AudioInfo) -> Job | None:
+    async def _link(self, work: Triaged, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""
         entry = work.entry
         facts = facts_of(entry, located, replaces_no_purpose=work.replaces_no_purpose)

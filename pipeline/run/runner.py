@@ -26,11 +26,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Protocol
 
 from pipeline.core.entry import Entry
-from pipeline.core.stop import Stop, Stopped
+from pipeline.core.errors import Stopped
+from pipeline.core.stop import Stop
 from pipeline.flow.parking import Parking
 from pipeline.run.model import Job
-from pipeline.run.prepare import Preparer, Work
-from pipeline.run.upload import Course
+from pipeline.run.prepare import Preparer, Triaged
+from pipeline.run.upload import Upload
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,9 @@ PARKED_PER_SLOT = 8
 class Sending(Protocol):
     """The upload step as the runner drives it (`upload.Sender`, or a dry run's `DrySender`)."""
 
-    def begin(self, job: Job) -> Course: ...
+    def begin(self, job: Job) -> Upload: ...
 
-    async def attempt(self, course: Course) -> float | None:
+    async def attempt(self, upload: Upload) -> float | None:
         """One attempt: the seconds to wait before the next one, or None once it is dealt with."""
         ...
 
@@ -81,7 +82,7 @@ class Runner:
     async def run(self) -> None:
         prepare_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 4)
         upload_q: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency * 2)
-        parking: Parking[Course] = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
+        parking: Parking[Upload] = Parking(PARKED_PER_SLOT * self.concurrency, upload_q)
         senders = UPLOAD_TASKS_PER_SLOT * self.concurrency
         uploaders = [
             asyncio.create_task(self._upload_worker(upload_q, parking)) for _ in range(senders)
@@ -107,8 +108,8 @@ class Runner:
             for task in [intake, *uploaders]:
                 task.cancel()
             await asyncio.gather(intake, *uploaders, return_exceptions=True)
-            for course in parking.clear():
-                course.job.data.discard()
+            for upload in parking.clear():
+                upload.job.data.discard()
             if everything.done() and not everything.cancelled():
                 everything.exception()  # retrieved, so asyncio does not warn about it
 
@@ -173,7 +174,7 @@ class Runner:
             work = await self._get(prepare_q)
             if work is _DONE:
                 return
-            assert isinstance(work, Work)
+            assert isinstance(work, Triaged)
             job = await self.preparer.prepare(work)
             if job is None:
                 continue
@@ -184,25 +185,25 @@ class Runner:
 
     # --- 3. upload ------------------------------------------------------------------------------
 
-    async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking[Course]) -> None:
+    async def _upload_worker(self, upload_q: asyncio.Queue[Any], parking: Parking[Upload]) -> None:
         sender = self.sender
         while True:
             item = (None if self.stop.requested else parking.take()) or await self._get(upload_q)
             if item is _DONE:
                 return
-            course = item if isinstance(item, Course) else sender.begin(item)
+            upload = item if isinstance(item, Upload) else sender.begin(item)
             parked = False
             try:
-                parked = await self._attempts(sender, course, parking)
+                parked = await self._attempts(sender, upload, parking)
             finally:
                 if not parked:
-                    course.job.data.discard()
+                    upload.job.data.discard()
                     self._count_unfinished(-1)
 
-    async def _attempts(self, sender: Sending, course: Course, parking: Parking[Course]) -> bool:
-        """Attempts of `course` until it is dealt with (False) or parked for a backoff (True)."""
-        while (seconds := await sender.attempt(course)) is not None:
-            if parking.park(course, seconds):
+    async def _attempts(self, sender: Sending, upload: Upload, parking: Parking[Upload]) -> bool:
+        """Attempts of `upload` until it is dealt with (False) or parked for a backoff (True)."""
+        while (seconds := await sender.attempt(upload)) is not None:
+            if parking.park(upload, seconds):
                 return True  # a task takes it again once its wait is over
             if self.stop.requested or await self.stop.nap(seconds):
                 return False  # the entry stays pending for the next run
@@ -229,7 +230,7 @@ class Runner:
             return _DONE
         if item is _DONE or not self.stop.requested:
             return item
-        if isinstance(item, Course):
+        if isinstance(item, Upload):
             item = item.job
         if isinstance(item, Job):
             item.data.discard()

@@ -31,14 +31,16 @@ from pipeline.core.errors import (
     LedgerWriteError,
     PermanentError,
     RunFatal,
+    ServiceDown,
     SourceChanged,
+    Stopped,
     TransientError,
 )
 from pipeline.core.records import UploadResult
 from pipeline.core.states import StopReason
-from pipeline.core.stop import Stop, Stopped
+from pipeline.core.stop import Stop
 from pipeline.flow.backoff import RetryPolicy, next_wait
-from pipeline.flow.breaker import Breaker, BreakerState, ServiceDown
+from pipeline.flow.breaker import Breaker, BreakerState
 from pipeline.flow.signals import Signal, signal_of
 from pipeline.flow.throttle import Throttle
 from pipeline.run.model import Job, Recorder, Uploader
@@ -48,7 +50,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(eq=False)
-class Course:
+class Upload:
     """One job on its way: its attempts so far and the seconds it has waited between them."""
 
     job: Job
@@ -81,16 +83,16 @@ class Sender:
         self.fatal: RunFatal | None = None
         self.outage: ServiceDown | None = None
 
-    def begin(self, job: Job) -> Course:
-        return Course(job, self.clock())
+    def begin(self, job: Job) -> Upload:
+        return Upload(job, self.clock())
 
-    async def attempt(self, course: Course) -> float | None:
-        """One attempt of `course`: the seconds to wait before the next one, or None once the
+    async def attempt(self, upload: Upload) -> float | None:
+        """One attempt of `upload`: the seconds to wait before the next one, or None once the
         job is dealt with (its outcome recorded, or cut off by a stop and left pending). Never
         raises but for cancellation."""
-        job = course.job
-        course.attempts += 1
-        self.tally.retries += course.attempts > 1
+        job = upload.job
+        upload.attempts += 1
+        self.tally.retries += upload.attempts > 1
         try:
             result = await self._attempt(job)
         except (Stopped, LedgerWriteError):
@@ -100,15 +102,15 @@ class Sender:
             self.stop.request(StopReason.OUTAGE)
             return None
         except TransientError as exc:
-            seconds = next_wait(self.policy, course.attempts, exc, course.waited)
+            seconds = next_wait(self.policy, upload.attempts, exc, upload.waited)
             if seconds is None:
-                await self._record_failure(job, exc, course.attempts)
+                await self._record_failure(job, exc, upload.attempts)
                 return None
-            self._announce(job, course.attempts, exc, seconds)
-            course.waited += seconds
+            self._announce(job, upload.attempts, exc, seconds)
+            upload.waited += seconds
             return seconds
         except Exception as exc:  # noqa: BLE001 (every outcome is recorded, none stops the pool)
-            await self._record_failure(job, exc, course.attempts)
+            await self._record_failure(job, exc, upload.attempts)
             return None
         self.tally.uploaded += 1
         self.tally.uploaded_bytes += job.data.size
@@ -118,8 +120,8 @@ class Sender:
             job.purpose,
             result.voice_id,
             result.instrumental_id,
-            course.attempts,
-            self.clock() - course.started,
+            upload.attempts,
+            self.clock() - upload.started,
         )
         return None
 
@@ -229,11 +231,11 @@ class DrySender:
         self.tally = tally
         self.clock = clock
 
-    def begin(self, job: Job) -> Course:
-        return Course(job, self.clock())
+    def begin(self, job: Job) -> Upload:
+        return Upload(job, self.clock())
 
-    async def attempt(self, course: Course) -> float | None:
-        job = course.job
+    async def attempt(self, upload: Upload) -> float | None:
+        job = upload.job
         self.tally.would_upload[job.purpose] += 1
         self.tally.would_upload_bytes[job.purpose] += job.data.size
         return None

@@ -74,13 +74,11 @@ async def iter_batches(
     for source in sources:
         origin = os.path.abspath(source.path)
         if source.is_manifest:
-            rows = read_manifest(source.path, purpose=purpose, encoding=encoding)
+            rows = read_manifest(source.path, purpose=purpose, encoding=encoding, origin=origin)
             batches = _batched(rows)
         else:
-            batches = walk_folder(source.path, purpose=purpose, stats=stats)
+            batches = walk_folder(source.path, purpose=purpose, stats=stats, origin=origin)
         async for batch in batches:
-            for entry in batch:
-                entry.origin = origin
             yield batch
 
 

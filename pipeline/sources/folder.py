@@ -90,8 +90,10 @@ def _classify(item: os.DirEntry[str], listing: Listing) -> None:
 
 
 async def walk_folder(
-    root: Path, *, purpose: str | None, stats: CrawlStats
+    root: Path, *, purpose: str | None, stats: CrawlStats, origin: str | None = None
 ) -> AsyncIterator[list[Entry]]:
+    """Batches of the entries under `root` (at most BATCH each, one directory at a time);
+    `origin` is recorded on each (the folder the run was given)."""
     root_abs = os.path.abspath(root)
     seen: set[tuple[int, int]] = set()
     # Depth-first, in name order; each stack item is (path, folder names from the root down).
@@ -109,7 +111,7 @@ async def walk_folder(
         seen.add((info.st_dev, info.st_ino))
         listing = await asyncio.to_thread(list_dir, folder)
         _count(listing, stats)
-        entries = _entries(folder, listing, purpose or folder_purpose(names))
+        entries = _entries(folder, listing, purpose or folder_purpose(names), origin)
         for start in range(0, len(entries), BATCH):
             yield entries[start : start + BATCH]
         for sub in reversed(listing.folders):
@@ -122,7 +124,7 @@ def _count(listing: Listing, stats: CrawlStats) -> None:
     stats.unreadable += 0 if listing.readable else 1
 
 
-def _entries(folder: str, listing: Listing, purpose: str | None) -> list[Entry]:
+def _entries(folder: str, listing: Listing, purpose: str | None, origin: str | None) -> list[Entry]:
     error = None if purpose else NO_PURPOSE
     join = os.path.join
     return [
@@ -134,6 +136,7 @@ def _entries(folder: str, listing: Listing, purpose: str | None) -> list[Entry]:
             error=error,
             size=size,
             mtime_ns=mtime_ns,
+            origin=origin,
         )
         for name, size, mtime_ns in listing.files
         for path in (join(folder, name),)

@@ -301,14 +301,14 @@ def count_rows(path: Path, encoding: str | None = None) -> int:
 
 
 async def read_manifest(
-    path: Path, *, purpose: str | None, encoding: str | None = None
+    path: Path, *, purpose: str | None, encoding: str | None = None, origin: str | None = None
 ) -> AsyncIterator[Entry]:
     """The manifest's rows as entries; `encoding` as for `read_header`, which a run calls first:
-    this does not check the whole file again."""
+    this does not check the whole file again. `origin` is recorded on each (the manifest)."""
     layout = await asyncio.to_thread(lambda: _layout(path, _decoding(path, encoding)))
     rows = await asyncio.to_thread(_Rows, path, layout)
     try:
-        columns = _Columns(layout.header, base=path.resolve().parent)
+        columns = _Columns(layout.header, base=path.resolve().parent, origin=origin)
         while batch := await asyncio.to_thread(rows.batch):
             for line, cells in batch:
                 yield columns.entry(line, cells, purpose)
@@ -317,7 +317,8 @@ async def read_manifest(
 
 
 class _Columns:
-    def __init__(self, header: list[str], *, base: Path) -> None:
+    def __init__(self, header: list[str], *, base: Path, origin: str | None = None) -> None:
+        self.origin = origin
         self.names = [_normal(h) for h in header]
         source = _source_column(header)
         assert source is not None
@@ -335,7 +336,12 @@ class _Columns:
     def entry(self, line: int, cells: list[str] | str, default_purpose: str | None) -> Entry:
         # Rows with no usable source are keyed by their place in the manifest.
         where = Entry(
-            source=f"{self.base}#line-{line}", purpose="", filename="", line=line, written=""
+            source=f"{self.base}#line-{line}",
+            purpose="",
+            filename="",
+            line=line,
+            written="",
+            origin=self.origin,
         )
         cells = self._fit(cells)
         if isinstance(cells, str):

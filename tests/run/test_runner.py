@@ -258,7 +258,7 @@ async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
 ) -> None:
     from pipeline.core.entry import Entry
     from pipeline.run.plan import Step
-    from pipeline.run.prepare import Work
+    from pipeline.run.prepare import Triaged
 
     path = write_wav(tmp_path / "song" / "same.wav", 11)
     reads: list[object] = []
@@ -276,7 +276,7 @@ async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
             ledger=ledger, writer=writer, fetcher=None, tally=Tally(), policy=Policy(), patience=60
         )
         rows = [
-            Work(
+            Triaged(
                 Entry(
                     source=f"{path} [external_id=row{i}]",
                     purpose="song",
