@@ -21,7 +21,8 @@ from pipeline.ledger.figures import Figures, read_async, read_sqlite
 from pipeline.ledger.files import check_file
 from pipeline.ledger.lock import held
 from pipeline.ledger.queries import EXPORT_COLUMNS
-from pipeline.output.report import Exporter, render_status, status_data
+from pipeline.output.export import Exporter
+from pipeline.output.status import render_status, status_data
 
 if TYPE_CHECKING:
     from pipeline.ledger.store import Ledger

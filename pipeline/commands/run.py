@@ -36,7 +36,7 @@ from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
 from pipeline.output.metrics import MetricsFile
-from pipeline.output.report import render_summary
+from pipeline.output.summary import render_summary
 from pipeline.run.fleet import Fleet
 from pipeline.run.plan import Policy
 from pipeline.run.prepare import Preparer

@@ -25,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from pipeline.output.report import human_size
+from pipeline.output.summary import human_size
 from pipeline.run.tally import Tally
 from pipeline.sources.census import Census
 

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from pipeline.content.body import Body
 from pipeline.core.names import is_plain, path_bytes, source_key, wire_filename
 from pipeline.ledger.queries import EXPORT_COLUMNS
-from pipeline.output.report import Exporter
+from pipeline.output.export import Exporter
 from pipeline.transport.multipart import build_form
 from tests.multipart_readers import read_upload, serialised
 
