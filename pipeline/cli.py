@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import functools
 import os
 import sys
 import typing
@@ -156,12 +157,17 @@ def _settings(parser: argparse.ArgumentParser, *, everywhere_only: bool = True) 
         )
 
 
+@functools.cache
+def _setting_types() -> dict[str, object]:
+    from pipeline.config import Settings
+
+    return typing.get_type_hints(Settings)
+
+
 def _choices_of(name: str, flag: Flag) -> list[str] | None:
     """The values a setting typed as an enum takes (`LogLevel`, `Progress | None`, ...), unless
     its flag names a metavar instead (a purpose is matched without regard to case)."""
-    from pipeline.config import Settings
-
-    hint = typing.get_type_hints(Settings)[name]
+    hint = _setting_types()[name]
     for kind in typing.get_args(hint) or (hint,):
         if isinstance(kind, type) and issubclass(kind, enum.StrEnum) and flag.metavar is None:
             return [member.value for member in kind]

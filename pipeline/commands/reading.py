@@ -16,7 +16,6 @@ from pipeline.config import Settings
 from pipeline.core.errors import UsageError
 from pipeline.core.exits import Exit
 from pipeline.ledger import Location, open_ledger
-from pipeline.ledger import export as ledger_export
 from pipeline.ledger.figures import Figures, read_async, read_sqlite
 from pipeline.ledger.files import check_file
 from pipeline.ledger.lock import held
@@ -84,6 +83,8 @@ async def export(
         fmt = "csv"
     if output is not None and os.path.exists(output) and not force:
         raise UsageError(f"{output} exists; pass --force to replace it")
+    from pipeline.ledger import export as ledger_export  # the async stack: not for `status`
+
     ledger = await _open_existing(settings)
     try:
         extra_columns = await ledger_export.extra_columns(ledger) if fmt == "csv" else []

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
 
@@ -24,7 +24,9 @@ from pipeline.ledger.queries import (
     export_query,
     json_lines_query,
 )
-from pipeline.ledger.store import Ledger
+
+if TYPE_CHECKING:
+    from pipeline.ledger.store import Ledger
 
 BATCH = 5000  # rows handed on at a time
 
