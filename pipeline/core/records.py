@@ -25,6 +25,7 @@ class SourceState:
     content_id: int | None
     content_status: str | None  # ContentStatus, when linked
     content_retryable: int | None
+    etag: str | None = None  # an object's ETag when it was last fetched (or listed)
 
     def effective_status(self) -> str:
         if self.status != SourceStatus.OK:
