@@ -7,8 +7,8 @@ checked only for what would make the URL ambiguous; the store itself says whethe
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from typing import NamedTuple
 
 SCHEME = "s3://"
 # What S3 (and the S3-compatible stores) accept as a bucket name, loosely: lowercase letters,
@@ -16,11 +16,10 @@ SCHEME = "s3://"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,254}", re.IGNORECASE)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredObject:
+class StoredObject(NamedTuple):
     """One object as a listing page names it. `etag` is without its quotes; it changes when the
     object is written again (a multipart or encrypted object's ETag is no MD5: it is only
-    compared, never taken for a hash)."""
+    compared, never taken for a hash). A tuple: a listing makes a thousand a page."""
 
     key: str
     size: int

@@ -52,7 +52,8 @@ async def walk_bucket(
 
 class _Entries:
     """Listed objects to entries, remembering each folder's purpose across pages (keys come in
-    order, so one folder's objects follow one another)."""
+    order, so one folder's objects follow one another). A rerun lists and skips every object,
+    so this is kept to a few microseconds an object."""
 
     def __init__(
         self,
@@ -63,50 +64,48 @@ class _Entries:
         origin: str,
         stats: CrawlStats,
     ) -> None:
-        self.bucket = bucket
+        self.base = s3_url(bucket, "")
         self.prefix = prefix
         self.root = root
         self.purpose = purpose
         self.origin = origin
         self.stats = stats
-        self._folders: dict[str, str | None] = {}  # a folder's purpose ("" if hidden: None)
+        self._folders: dict[str, tuple[bool, str | None]] = {}  # hidden?, purpose
 
     def of(self, page: list[StoredObject]) -> list[Entry]:
         entries = []
-        skip = len(self.prefix)
+        skip, stats, splitext = len(self.prefix), self.stats, os.path.splitext
         for item in page:
             folder, _, name = item.key[skip:].rpartition("/")
             if not name:
                 continue  # a folder marker
-            if name.startswith(".") or self._hidden(folder):
-                self.stats.hidden += 1
-            elif os.path.splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
-                self.stats.ignored += 1
+            hidden, purpose = self._folders.get(folder) or self._folder(folder)
+            if hidden or name.startswith("."):
+                stats.hidden += 1
+            elif splitext(name)[1].lower() not in AUDIO_EXTENSIONS:
+                stats.ignored += 1
             else:
-                entries.append(self._entry(item, folder, name))
+                entries.append(self._entry(item, name, self.purpose or purpose))
         if len(self._folders) > 4096:
             self._folders.clear()  # keys are in order: the folders seen long ago are done
         return entries
 
-    def _hidden(self, folder: str) -> bool:
-        return bool(folder) and any(part.startswith(".") for part in folder.split("/"))
+    def _folder(self, folder: str) -> tuple[bool, str | None]:
+        parts = folder.split("/") if folder else []
+        known = any(part.startswith(".") for part in parts), folder_purpose([self.root, *parts])
+        self._folders[folder] = known
+        return known
 
-    def _entry(self, item: StoredObject, folder: str, name: str) -> Entry:
-        purpose = self.purpose or self._folder_purpose(folder)
-        url = s3_url(self.bucket, item.key)
+    def _entry(self, item: StoredObject, name: str, purpose: str | None) -> Entry:
+        url = self.base + item.key
+        plain = url.isascii() and url.isprintable()  # most keys: then each form is the text
         return Entry(
-            source=source_key(url),
+            source=url if plain else source_key(url),
             purpose=purpose or "",
-            filename=wire_filename(name),
+            filename=name if plain else wire_filename(name),
             url=url,
             error=None if purpose else NO_PURPOSE,
             size=item.size,
             etag=item.etag,
             origin=self.origin,
         )
-
-    def _folder_purpose(self, folder: str) -> str | None:
-        if folder not in self._folders:
-            names = [self.root, *folder.split("/")] if folder else [self.root]
-            self._folders[folder] = folder_purpose(names)
-        return self._folders[folder]
