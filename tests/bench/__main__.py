@@ -30,7 +30,9 @@ SECTIONS: list[Section] = [
     flow.in_flight_limit,
     fleet.fleet,
     fleet.ledger_cost,
-    buckets.buckets,
+    buckets.bucket_upload,
+    buckets.bucket_rerun,
+    buckets.bucket_memory,
 ]
 
 
