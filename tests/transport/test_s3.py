@@ -233,3 +233,15 @@ def test_the_fast_reading_of_a_page_agrees_with_the_xml_parser() -> None:
     assert parse_page(page) == _parse_xml(page) == expected
     broken = page.replace(b"<ETag>&#34;f&#34;</ETag>", b"")  # not as expected: the parser reads it
     assert parse_page(broken)[0][1] == StoredObject("Café\t.wav", 0, "")
+
+
+def test_runs_without_a_bucket_never_load_aiobotocore() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pipeline.commands.run, pipeline.commands.reading, pipeline.transport.s3; "
+        "print(sorted(m for m in ('aiobotocore', 'botocore') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # a second of imports, paid only when a bucket is met
