@@ -89,7 +89,9 @@ def test_a_ledger_before_etags_upgrades_in_place_keeping_every_id(
     assert result.code == 0, result.stderr
     assert sandbox.requests() == []
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0003"
+        assert (
+            conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_REVISION
+        )
         after = conn.execute("SELECT id, source, content_id FROM sources ORDER BY id").fetchall()
         assert after == before
         assert conn.execute("SELECT count(*) FROM sources WHERE etag IS NOT NULL").fetchone() == (
