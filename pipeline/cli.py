@@ -38,8 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ingest {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = commands.add_parser("run", help="upload every entry of folders and manifests")
-    run.add_argument("sources", nargs="*", metavar="SOURCE", help="a folder or a .csv manifest")
+    run = commands.add_parser("run", help="upload every entry of folders, manifests and buckets")
+    run.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="a folder, a .csv manifest or an s3://bucket/prefix/",
+    )
     run.add_argument(
         "--manifest",
         action="append",

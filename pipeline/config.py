@@ -1,7 +1,9 @@
 """Settings: typed, frozen, built once at the edge.
 
 Precedence, lowest first: the defaults below < `--config FILE` (TOML) < environment
-(`INGEST_<NAME>`, and `AIMLAPI_API_KEY` for the key) < command-line flags.
+(`INGEST_<NAME>`, and `AIMLAPI_API_KEY` for the key) < command-line flags. A bucket's
+credentials, region and endpoint are the standard `AWS_*` variables, read here too
+(`pipeline.core.aws`).
 `config/default.toml` documents every field with its default; a test keeps it in step with
 this module. Nothing below this module reads `os.environ`.
 """
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipeline.core.aws import AwsAccess, aws_access
 from pipeline.core.errors import ConfigError, UsageError
 from pipeline.core.secret import Secret
 from pipeline.core.states import PURPOSES, Purpose
@@ -351,15 +354,20 @@ class Settings:
         Flag(show_default=False),
     )
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
+    # Credentials, region and endpoint of buckets: the standard AWS_* variables, not settings.
+    aws: AwsAccess = dataclasses.field(default_factory=AwsAccess, repr=False, compare=False)
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name != "api_key"]
+        return [f.name for f in dataclasses.fields(cls) if f.name not in _NOT_SETTINGS]
 
     @classmethod
     def flags(cls) -> list[tuple[dataclasses.Field[Any], Flag]]:
         """The settings given on the command line, with how: the CLI is built from these."""
         return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if f.metadata.get("flag")]
+
+
+_NOT_SETTINGS = frozenset({"api_key", "aws"})  # read from the environment only, never a layer
 
 
 def shown_default(field: dataclasses.Field[Any]) -> str | None:
@@ -390,7 +398,7 @@ def _parse_layer(
     layer: Mapping[str, object], origin: str, shown: Callable[[str], str] = str
 ) -> dict[str, Any]:
     """Parse one layer; errors name the setting as the user wrote it (`shown`)."""
-    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name != "api_key"}
+    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name not in _NOT_SETTINGS}
     parsed: dict[str, Any] = {}
     for name, raw in layer.items():
         field = fields.get(name)
@@ -449,7 +457,7 @@ def load_settings(
         raise UsageError(
             f"no API key: set {KEY_ENV} (or api_key_file in the config file) and run again"
         )
-    return dataclasses.replace(settings, api_key=key)
+    return dataclasses.replace(settings, api_key=key, aws=aws_access(environ))
 
 
 def _load_key(environ: Mapping[str, str], key_file: str | None) -> Secret | None:

@@ -38,6 +38,11 @@ class _ShimmedClientResponse(ClientResponse):
 
 aioresponses.core.ClientResponse = _ShimmedClientResponse  # type: ignore[misc]
 
+# No AWS SDK in the tests (nor the CLI runs they start, which inherit it) may look for
+# instance-metadata credentials: that lookup goes to an address off loopback.
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+pytest_plugins = ["tests.s3server"]  # the `s3` fixture: moto's server on loopback
+
 
 @dataclasses.dataclass
 class SandboxServer:

@@ -18,13 +18,13 @@ from typing import Any
 
 from pipeline.config import KEY_ENV, Settings
 from pipeline.core.entry import Entry
-from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.errors import LedgerUnreachable, LedgerWriteError, RunFatal, StoreUnreachable
 from pipeline.core.exits import RUN_STATUS, Exit, run_exit
 from pipeline.core.names import shown
 from pipeline.core.secret import Secret
 from pipeline.core.states import RunStatus, StopReason
 from pipeline.core.stop import Stop
-from pipeline.flow.backoff import RetryPolicy
+from pipeline.flow.backoff import RetryPolicy, Sleep
 from pipeline.flow.breaker import Breaker
 from pipeline.flow.throttle import Throttle
 from pipeline.ledger import Location, open_ledger
@@ -45,7 +45,7 @@ from pipeline.run.tally import Tally
 from pipeline.run.upload import DrySender, Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
-from pipeline.transport.fetch import HttpFetcher
+from pipeline.transport.s3 import Downloads, S3Fetcher, S3Store
 from pipeline.transport.session import Http, open_http
 
 log = logging.getLogger("pipeline")
@@ -78,7 +78,7 @@ async def run(
 def _secrets(settings: Settings) -> list[Secret]:
     found = [] if settings.api_key is None else [settings.api_key]
     password = settings.db.password
-    return found + ([Secret(str(password))] if password else [])
+    return found + ([Secret(str(password))] if password else []) + settings.aws.secrets()
 
 
 def _warn_short_key(settings: Settings) -> None:
@@ -112,6 +112,31 @@ class _Parts:
     writer: Writer | None  # None in a dry run
     fleet: Fleet | None
     metrics: MetricsFile | None
+    halt: _Halt
+
+
+@dataclasses.dataclass
+class _Halt:
+    """A source that cannot be read any more (a bucket missing, credentials refused, a store
+    out of reach): the run stops taking work, and this is its last line."""
+
+    stop: Stop
+    error: RunFatal | StoreUnreachable | None = None
+
+    def __call__(self, error: RunFatal | StoreUnreachable) -> None:
+        if self.error is None:
+            self.error = error
+            log.debug("stopping: %s", error)
+        fatal = isinstance(error, RunFatal)
+        self.stop.request(StopReason.FATAL if fatal else StopReason.OUTAGE)
+
+    async def guard(self, batches: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry]]:
+        """`batches` until a source fails as a whole."""
+        try:
+            async for batch in batches:
+                yield batch
+        except (RunFatal, StoreUnreachable) as exc:
+            self(exc)
 
 
 async def _run_with_ledger(
@@ -137,14 +162,16 @@ async def _run_with_ledger(
         http = await stack.enter_async_context(
             open_http(concurrency=settings.concurrency, timeout=settings.timeout)
         )
-        parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures)
+        store = _store(settings, stop)  # its client is made only if a bucket is met
+        stack.push_async_callback(store.close)
+        parts = _assemble(settings, ledger, run_id, (http, store), roots, tally, stop, figures)
         if parts.writer is not None:
             await stack.enter_async_context(parts.writer.running())
         if parts.fleet is not None:
             await stack.enter_async_context(parts.fleet.beating())
         with _signals(stop), _deadline(settings, stop):
             async with (
-                _census(settings, roots, display) as census,
+                _census(settings, roots, display, store) as census,
                 progress.show(tally, enabled=display, census=census),
             ):
                 await parts.runner.run()
@@ -163,7 +190,7 @@ async def _run_with_ledger(
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     elapsed = time.monotonic() - started
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
-    _say_why(parts.sender, writer, tally)  # last, so it is the line a person (or cron) sees
+    _say_why(parts.sender, writer, tally, parts.halt)  # last: the line a person (or cron) sees
     return int(code)
 
 
@@ -192,7 +219,7 @@ def _assemble(
     settings: Settings,
     ledger: Ledger,
     run_id: int,
-    http: Http,
+    transport: tuple[Http, S3Store],
     roots: Sequence[Source],
     tally: Tally,
     stop: Stop,
@@ -200,6 +227,8 @@ def _assemble(
 ) -> _Parts:
     """Every step of the run built whole, each given what it needs. A dry run gets a writer
     that records nothing and a sender that sends nothing, and no fleet."""
+    http, store = transport
+    halt = _Halt(stop)
     throttle = Throttle(rate=settings.rate, max_in_flight=settings.concurrency)
     writer = None if settings.dry_run else _writer_for(settings, ledger, run_id, stop)
     recorder = DryWriter(ledger) if writer is None else writer
@@ -217,16 +246,21 @@ def _assemble(
     preparer = Preparer(
         ledger=ledger,
         writer=recorder,
-        fetcher=_fetcher(settings, http, stop),
+        fetcher=_fetcher(settings, http, store, stop),
         tally=tally,
         policy=Policy(
             retry_failed=settings.retry_failed,
             min_age_ns=None if settings.min_age is None else int(settings.min_age * 1e9),
         ),
         patience=settings.max_outage,
+        on_fatal=halt,
     )
     batches = iter_batches(
-        roots, purpose=settings.purpose, stats=tally.crawl, encoding=settings.manifest_encoding
+        roots,
+        purpose=settings.purpose,
+        stats=tally.crawl,
+        encoding=settings.manifest_encoding,
+        lister=store,
     )
     metrics = _metrics(settings, ledger)
     fleet = None
@@ -239,10 +273,10 @@ def _assemble(
             figures=figures,
             on_beat=metrics.write if metrics is not None else None,
         )
-        origins = [os.path.abspath(root.path) for root in roots]
+        origins = [root.origin for root in roots]
         batches = _chain(batches, fleet.leftovers(origins, stop))
     runner = Runner(
-        batches=batches,
+        batches=halt.guard(batches),
         preparer=preparer,
         sender=sender,
         stop=stop,
@@ -250,7 +284,7 @@ def _assemble(
         grace=settings.grace,
         on_sources_done=tally.mark_sources_done,
     )
-    return _Parts(runner, sender, writer, fleet, metrics)
+    return _Parts(runner, sender, writer, fleet, metrics, halt)
 
 
 async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry]]:
@@ -259,7 +293,9 @@ async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry
             yield batch
 
 
-def _say_why(sender: Sender | DrySender, writer: Writer | None, tally: Tally) -> None:
+def _say_why(sender: Sender | DrySender, writer: Writer | None, tally: Tally, halt: _Halt) -> None:
+    if halt.error is not None:
+        print(f"ingest: {halt.error} (entries stay pending)", file=sys.stderr)
     if sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
     if sender.outage is not None:
@@ -294,14 +330,16 @@ async def _finish(ledger: Ledger, run_id: int, code: Exit, summary: dict[str, An
 
 @contextlib.asynccontextmanager
 async def _census(
-    settings: Settings, roots: Sequence[Source], display: bool
+    settings: Settings, roots: Sequence[Source], display: bool, store: S3Store
 ) -> AsyncIterator[Census | None]:
     """Count the sources ahead of the run, for the live display's total and ETA."""
     if not display:
         yield None
         return
     census = Census()
-    task = asyncio.create_task(take_census(roots, census, encoding=settings.manifest_encoding))
+    task = asyncio.create_task(
+        take_census(roots, census, encoding=settings.manifest_encoding, lister=store)
+    )
     try:
         yield census
     finally:
@@ -326,15 +364,29 @@ def policy_from(settings: Settings) -> RetryPolicy:
     )
 
 
-def _fetcher(settings: Settings, http: Http, stop: Stop) -> HttpFetcher:
+def _napper(stop: Stop) -> Sleep:
     async def sleep(seconds: float) -> None:
         await stop.nap(seconds)  # backoff between download attempts ends with the run
 
-    return http.fetcher(
-        max_size=settings.max_file_size,
+    return sleep
+
+
+def _store(settings: Settings, stop: Stop) -> S3Store:
+    return S3Store(
+        settings.aws,
+        timeout=settings.timeout,
+        max_connections=settings.concurrency * 2 + 4,  # as the HTTP session's pool
         policy=policy_from(settings),
-        sleep=sleep,
-        max_held=settings.concurrency * 4,  # downloads on disk at once
+        sleep=_napper(stop),
+    )
+
+
+def _fetcher(settings: Settings, http: Http, store: S3Store, stop: Stop) -> Downloads:
+    policy, sleep = policy_from(settings), _napper(stop)
+    return Downloads(
+        http.fetcher(max_size=settings.max_file_size, policy=policy, sleep=sleep),
+        S3Fetcher(store, max_size=settings.max_file_size, policy=policy, sleep=sleep),
+        max_held=settings.concurrency * 4,  # downloads on disk at once, of both kinds
     )
 
 

@@ -12,13 +12,15 @@ from pipeline.content.probe import AudioInfo
 
 @dataclasses.dataclass(frozen=True)
 class Located:
-    """A source's bytes, found and hashed: a local file, or a temporary copy of a download."""
+    """A source's bytes, found and hashed: a local file, or a temporary copy of a download (from
+    a URL, or an object from a bucket)."""
 
     sha256: str
     body: Body
     audio: AudioInfo | None = None  # None until probed
     temporary: Path | None = None  # a download's temporary file, removed by `discard`
     on_discard: Callable[[], None] | None = None  # called once, when the temporary file goes
+    etag: str | None = None  # an object's ETag, as the store sent it with the bytes
 
     @property
     def size(self) -> int:

@@ -12,6 +12,8 @@ class Entry:
     (see `pipeline.core.names.source_key`), or the URL; `written` is a manifest row's text as
     written; `path` is the local file when there is one; `url` when it must be fetched. `size`
     and `mtime_ns` are the file's, when the crawl has already looked (a folder crawl always has).
+    An object in a bucket has an `s3://bucket/key` `url`; a bucket listing gives its `size` and
+    `etag` (a manifest row naming one gives neither: they are learnt when it is fetched).
 
     Treat it as immutable (`dataclasses.replace` for a changed copy); it is not declared frozen
     because a crawl makes one per file and a frozen dataclass costs twice as much to build."""
@@ -28,8 +30,12 @@ class Entry:
     error: str | None = None
     size: int | None = None
     mtime_ns: int | None = None
-    origin: str | None = None  # the folder or manifest it was found in (absolute)
+    origin: str | None = None  # the folder, manifest or s3:// listing it was found in
+    etag: str | None = None  # an object's ETag, as its bucket's listing gave it
 
     @property
     def kind(self) -> str:
-        return "url" if self.url is not None else "file"
+        """`file`, `url` (http or https) or `s3` (an object in a bucket)."""
+        if self.url is None:
+            return "file"
+        return "s3" if self.url[:5].lower() == "s3://" else "url"

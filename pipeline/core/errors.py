@@ -13,15 +13,18 @@
     │   ├── PermanentError    retrying cannot help: bad file, rejected content, invalid params
     │   └── SourceChanged     the file changed while it was read or sent: left for the next run
     ├── RunFatal              nothing more can be uploaded in this run: the key or the account was
-    │                         refused (exit 5); entries stay pending for the next run
+    │                         refused, or a bucket is missing or refuses our credentials (exit 5);
+    │                         entries stay pending for the next run
     ├── ServiceDown           the service stayed unreachable past --max-outage: stop taking work
     │                         (exit 6); entries stay pending
+    ├── StoreUnreachable      an object store's listing kept failing (connection, 5xx) past the
+    │                         retries: stop taking work (exit 6); a rerun should help
     └── Stopped               the run stopped before a step finished (the step was cancelled);
                               what it was doing stays pending
 
-Errors of the libraries below (aiohttp, sqlite, asyncpg) are translated into these once, at the
-boundary that meets them, with `raise ... from exc`. An error that ends a command carries the
-exit code it ends with (`exit_code`, see `pipeline.core.exits`).
+Errors of the libraries below (aiohttp, botocore, sqlite, asyncpg) are translated into these
+once, at the boundary that meets them, with `raise ... from exc`. An error that ends a command
+carries the exit code it ends with (`exit_code`, see `pipeline.core.exits`).
 """
 
 from __future__ import annotations
@@ -114,9 +117,16 @@ class SourceChanged(EntryError):
 
 
 class RunFatal(IngestError):
-    """Stop the run: the key or the account was refused. Entries stay pending."""
+    """Stop the run: the key or the account was refused, or a bucket is missing or refuses our
+    credentials. Entries stay pending."""
 
     exit_code = Exit.REFUSED
+
+
+class StoreUnreachable(IngestError):
+    """An object store could not be listed, after retries: stop taking work (exit 6)."""
+
+    exit_code = Exit.TRANSIENT
 
 
 class ServiceDown(IngestError):

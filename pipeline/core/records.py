@@ -7,13 +7,14 @@ format them, without importing the ledger's machinery.
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 from pipeline.core.states import ContentStatus, SourceStatus
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class SourceState:
-    """What the ledger knows of one (source, purpose)."""
+class SourceState(NamedTuple):
+    """What the ledger knows of one (source, purpose). A tuple: a rerun reads one per entry,
+    and a tuple is made in an eighth of the time of a frozen dataclass."""
 
     id: int
     size: int | None
@@ -25,6 +26,7 @@ class SourceState:
     content_id: int | None
     content_status: str | None  # ContentStatus, when linked
     content_retryable: int | None
+    etag: str | None = None  # an object's ETag when it was last fetched (or listed)
 
     def effective_status(self) -> str:
         if self.status != SourceStatus.OK:

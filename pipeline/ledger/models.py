@@ -5,9 +5,11 @@
   answered. Status `pending` -> `done` (ids recorded) or `failed`. A failure with `retryable` set
   ran out of attempts on transient errors: the next plain run takes it again; one without is
   failed for good (only `--retry-failed` retries it).
-- `sources`: one row per (source, purpose): a file path or manifest row, its size, mtime and hash
-  (so an unchanged file is not hashed again) and the content it resolved to. `source` is the key
-  (absolute path, or the URL); `written` is the text as the manifest wrote it. `status` is `ok`
+- `sources`: one row per (source, purpose): a file path, manifest row or object in a bucket, its
+  size, mtime (a file's) or ETag (an object's) and hash (so an unchanged file is not hashed
+  again, nor an unchanged object downloaded again) and the content it resolved to. `source` is
+  the key (absolute path, the URL, or `s3://bucket/key`); `written` is the text as the manifest
+  wrote it. `status` is `ok`
   once linked to a content, `failed` when the source itself is bad (not audio, no purpose, bad
   row, download refused), with `retryable` as above (a download that kept timing out).
 - `runs`: one row per run: who, when, how it ended and its summary; while it runs, a heartbeat
@@ -37,7 +39,7 @@ from sqlalchemy import (
 
 # The newest migration in migrations/versions/. A ledger at this revision is opened without
 # loading Alembic at all (a test keeps this in step with the migrations).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 
@@ -94,6 +96,7 @@ sources = Table(
     Column("origin", Text),  # the folder or manifest it was found in (absolute path)
     Column("claimed_by", Integer),  # the run hashing or fetching it (a fleet's ledger), until...
     Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
+    Column("etag", Text),  # an object's ETag (a bucket's), compared with the next listing's
     UniqueConstraint("source", "purpose", name="uq_sources_source_purpose"),
     Index("ix_sources_content_id", "content_id"),
     Index("ix_sources_state", "status", "content_status", "purpose"),

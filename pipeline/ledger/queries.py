@@ -55,6 +55,7 @@ STATE_QUERY = (
         sources.c.content_id,
         contents.c.status,
         contents.c.retryable,
+        sources.c.etag,
     )
     .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
     .where(sources.c.source.in_(bindparam("keys", expanding=True)))

@@ -32,7 +32,7 @@ class SourceFacts:
 
     source: str
     purpose: str
-    kind: str  # file | url
+    kind: str  # file | url | s3
     written: str | None = None
     path: str | None = None
     filename: str | None = None
@@ -43,6 +43,7 @@ class SourceFacts:
     external_id: str | None = None
     extra: Mapping[str, str] | None = None
     origin: str | None = None
+    etag: str | None = None
     replaces_no_purpose: bool = False  # an earlier run recorded it with no purpose: drop that
 
     def columns(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class SourceFacts:
             "external_id": self.external_id,
             "extra": json.dumps(dict(self.extra), ensure_ascii=False) if self.extra else None,
             "origin": self.origin,
+            "etag": self.etag,
         }
 
 
@@ -75,13 +77,16 @@ def facts_of(
         written=entry.written,
         path=source_key(str(entry.path)) if entry.path is not None else None,
         filename=wire_filename(entry.filename),
-        size=body.size if body is not None else None,
+        # An object's listed size stands until its bytes are fetched: with its ETag, it is
+        # what the next listing is compared with.
+        size=body.size if body is not None else (entry.size if entry.kind == "s3" else None),
         mtime_ns=body.mtime_ns if body is not None else None,
         sha256=located.sha256 if located is not None else None,
         line=entry.line,
         external_id=entry.external_id,
         extra=entry.extra,
         origin=entry.origin,
+        etag=(located.etag if located is not None else None) or entry.etag,
         replaces_no_purpose=replaces_no_purpose,
     )
 
@@ -116,6 +121,8 @@ def entry_from_row(row: Any) -> Entry:
     """The entry a source row stands for, to prepare it again (its file re-stat'ed)."""
     path = os.fsdecode(path_bytes(row.path)) if row.kind == "file" and row.path else None
     url = (row.written or "").strip() if row.kind == "url" else None
+    if row.kind == "s3":  # a manifest row's text, or the key of an object listed
+        url = (row.written or "").strip() or path_bytes(row.source).decode("utf-8")
     return Entry(
         source=row.source,
         purpose=row.purpose,
@@ -127,4 +134,6 @@ def entry_from_row(row: Any) -> Entry:
         external_id=row.external_id,
         extra=json.loads(row.extra) if row.extra else None,
         origin=row.origin,
+        size=row.size if row.kind == "s3" else None,
+        etag=row.etag,
     )

@@ -40,7 +40,10 @@ class Uploader(Protocol):
 
 
 class Fetcher(Protocol):
-    async def fetch(self, url: str) -> Located: ...
+    async def fetch(self, url: str, *, etag: str | None = None) -> Located:
+        """The bytes at `url` in a temporary file; `etag`: an object's, as its listing gave it
+        (the download fails if the object is not that one any more)."""
+        ...
 
 
 class SourceRecorder(Protocol):

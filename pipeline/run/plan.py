@@ -2,6 +2,9 @@
 
     entry ──► has its own error (no purpose, bad row, unreadable) ─► FAIL, or SKIP_FAILED if the
       │                                                              ledger already says so
+      ├─► an object listed from a bucket ─► ETag or size not what the ledger holds ─► FETCH
+      │                                   └─► unchanged ─► as a URL, below (never REUSE: the
+      │                                       bytes are not here; they are fetched to be sent)
       ├─► a URL ─► done earlier ─► SKIP_DONE; failed for good ─► SKIP_FAILED; else FETCH
       └─► a file ─► modified less than --min-age ago ─► SKIP_YOUNG
                  ├─► unchanged (size, mtime) since hashed ─► done ─► SKIP_DONE
@@ -63,8 +66,15 @@ def decide(
                 return earlier  # the same problem as last time: reported then, not again
         return Decision(Step.FAIL, problem)
     if entry.url is not None:
+        if entry.etag is not None and not _same_object(entry, state):
+            return Decision(Step.FETCH)  # new, or written again since: its bytes are new
         return (_earlier(state, policy) if state is not None else None) or Decision(Step.FETCH)
     return _file(entry, state, policy, now_ns)
+
+
+def _same_object(entry: Entry, state: SourceState | None) -> bool:
+    """The listed object is the one the ledger knows: same ETag, same size."""
+    return state is not None and (state.etag, state.size) == (entry.etag, entry.size)
 
 
 def _file(entry: Entry, state: SourceState | None, policy: Policy, now_ns: int) -> Decision:

@@ -27,7 +27,7 @@ from pipeline.content.hashing import read_and_hash
 from pipeline.content.located import Located
 from pipeline.content.probe import AudioInfo, probe, probe_bytes
 from pipeline.core.entry import Entry
-from pipeline.core.errors import EntryError, PermanentError
+from pipeline.core.errors import EntryError, PermanentError, RunFatal
 from pipeline.core.records import SourceState
 from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.rows import SourceFacts, facts_of
@@ -62,6 +62,7 @@ class Preparer:
         policy: Policy,
         patience: float,
         clock_ns: Callable[[], int] = time.time_ns,
+        on_fatal: Callable[[RunFatal], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.writer = writer
@@ -70,6 +71,7 @@ class Preparer:
         self.policy = policy
         self.clock_ns = clock_ns
         self.patience = patience  # seconds a restarting ledger server is waited for
+        self.on_fatal = on_fatal  # told when a fetch finds nothing more can be read
         self.claimed: set[int] = set()  # contents this run has queued for upload
         # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
         self._hashed: collections.OrderedDict[
@@ -122,6 +124,11 @@ class Preparer:
         except EntryError as exc:  # timeouts, a file still being written: left for the next run
             self._leave(work.entry, exc.reason)
             return None
+        except RunFatal as exc:  # a bucket refused us: nothing recorded, the entry stays pending
+            if self.on_fatal is None:
+                raise
+            self.on_fatal(exc)
+            return None
         if isinstance(audio, PermanentError):
             # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
             self._fail(work.entry, facts_of(work.entry, located), audio.reason)
@@ -148,7 +155,7 @@ class Preparer:
             if self.fetcher is None:
                 raise PermanentError("URL sources need a fetcher")
             assert entry.url is not None
-            fetched = await self.fetcher.fetch(entry.url)
+            fetched = await self.fetcher.fetch(entry.url, etag=entry.etag)
             try:
                 return await asyncio.to_thread(_probed, fetched)
             except BaseException:  # cancelled by a stop: the temporary file goes too

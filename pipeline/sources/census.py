@@ -2,7 +2,8 @@
 
 The run itself streams its sources (the first upload starts before the tree is listed); this
 walks the same sources again, in the background, only counting: a folder's audio files and their
-bytes (one `stat` per file, as the crawl does), a manifest's rows. It is cheap next to the run,
+bytes (one `stat` per file, as the crawl does), a manifest's rows, a bucket's objects (a second
+listing). It is cheap next to the run,
 and only taken when someone is watching (the live display on a terminal).
 """
 
@@ -10,9 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
+from pipeline.core.entry import Entry
 from pipeline.sources import CrawlStats, Source
+
+if TYPE_CHECKING:
+    from pipeline.sources.bucket import Lister
 
 
 @dataclasses.dataclass
@@ -23,16 +29,32 @@ class Census:
 
 
 async def take_census(
-    sources: Sequence[Source], census: Census, *, encoding: str | None = None
+    sources: Sequence[Source],
+    census: Census,
+    *,
+    encoding: str | None = None,
+    lister: Lister | None = None,
 ) -> None:
-    from pipeline.sources.folder import walk_folder
+    """Count `sources` into `census`; a bucket is listed a second time (by `lister`)."""
     from pipeline.sources.manifest import count_rows
 
     for source in sources:
-        if source.is_manifest:
+        if source.url is not None and lister is None:
+            continue  # nothing to list it with: counted as the run lists it
+        if source.is_manifest and source.path is not None:
             census.files += await asyncio.to_thread(count_rows, source.path, encoding)
             continue
-        async for batch in walk_folder(source.path, purpose="song", stats=CrawlStats()):
+        async for batch in _walk(source, lister):
             census.files += len(batch)
             census.bytes += sum(entry.size or 0 for entry in batch)
     census.done = True
+
+
+def _walk(source: Source, lister: Lister | None) -> AsyncIterator[list[Entry]]:
+    from pipeline.sources.bucket import walk_bucket
+    from pipeline.sources.folder import walk_folder
+
+    if source.url is not None and lister is not None:
+        return walk_bucket(source.url, lister=lister, purpose="song", stats=CrawlStats())
+    assert source.path is not None
+    return walk_folder(source.path, purpose="song", stats=CrawlStats())

@@ -15,11 +15,12 @@ A manifest is read the way spreadsheets save it:
   are ignored.
 
 A header row is required. Columns (names matched without regard to case or surrounding spaces):
-`source` (or `url`, or `path`; required), `purpose`, `filename`, `external_id`; every other
-column is kept as it is and exported with the row (an unnamed one only where it holds text, as
-`column N`). A local path is resolved against the manifest's folder. A bad row (empty source,
-unknown purpose, unsupported scheme, unparsable line) becomes an Entry carrying `error` and its
-line number, so the run records it and goes on. Rows are read in batches in a worker thread, so a
+`source` (or `url`, or `path`; required: a local path, an http(s) URL or an `s3://bucket/key`
+object), `purpose`, `filename`, `external_id`; every other column is kept as it is and exported
+with the row (an unnamed one only where it holds text, as `column N`). A local path is resolved
+against the manifest's folder. A bad row (empty source, unknown purpose, unsupported scheme,
+unparsable line) becomes an Entry carrying `error` and its line number, so the run records it
+and goes on. Rows are read in batches in a worker thread, so a
 million-row manifest starts at once and runs in flat memory.
 """
 
@@ -40,6 +41,7 @@ from urllib.parse import unquote, urlsplit
 from pipeline.core.entry import Entry
 from pipeline.core.errors import UsageError
 from pipeline.core.names import source_key
+from pipeline.core.objects import is_s3_url, split_s3_url
 from pipeline.core.states import PURPOSES
 
 SOURCE_ALIASES = ("source", "url", "path")
@@ -390,7 +392,7 @@ class _Columns:
     def _ledger_key(self, written: str) -> str:
         """What a good row naming the same source would be recorded under."""
         key = self._key(written)
-        return source_key(key) if key and "://" not in key else key
+        return source_key(key) if key and ("://" not in key or is_s3_url(key)) else key
 
     def _row_error(self, written: str, purpose: str) -> str | None:
         if not written.strip():
@@ -400,12 +402,19 @@ class _Columns:
         if purpose not in PURPOSES:
             return f"unknown purpose {purpose!r} (use one of: {', '.join(PURPOSES)})"
         if "://" in written:
-            scheme = urlsplit(written.strip()).scheme.lower()
+            text = written.strip()
+            scheme = urlsplit(text).scheme.lower()
+            if scheme == "s3":
+                return _object_error(text)
             if scheme not in ("http", "https"):
-                return f"unsupported scheme {scheme!r} (only http and https)"
+                return f"unsupported scheme {scheme!r} (only http, https and s3)"
         return None
 
     def _located(self, row: Entry, text: str, purpose: str, filename: str) -> Entry:
+        if is_s3_url(text):  # the key as it is, not percent-encoded
+            name = filename or split_s3_url(text)[1].rsplit("/", 1)[-1]
+            source = _identity(source_key(text), row.external_id)
+            return dataclasses.replace(row, source=source, purpose=purpose, filename=name, url=text)
         if "://" in text:
             name = filename or unquote(urlsplit(text).path.rsplit("/", 1)[-1]) or "download"
             source = _identity(text, row.external_id)
@@ -418,6 +427,17 @@ class _Columns:
             filename=filename or os.path.basename(path),
             path=path,
         )
+
+
+def _object_error(text: str) -> str | None:
+    """Why an `s3://` row names no object, or None."""
+    try:
+        key = split_s3_url(text)[1]
+    except ValueError as exc:
+        return str(exc)
+    if not key or key.endswith("/"):
+        return f"{text} names no object (s3://BUCKET/KEY; a prefix is a SOURCE of its own)"
+    return None
 
 
 def _identity(key: str, external_id: str | None) -> str:

@@ -26,7 +26,7 @@ class Http:
         return UploadClient(self.session, url=url, key=key, timeout=self.timeout)
 
     def fetcher(
-        self, *, max_size: int, policy: RetryPolicy, sleep: Sleep, max_held: int
+        self, *, max_size: int, policy: RetryPolicy, sleep: Sleep, max_held: int | None = None
     ) -> HttpFetcher:
         return HttpFetcher(
             self.session,

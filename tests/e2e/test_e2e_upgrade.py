@@ -15,18 +15,19 @@ from alembic import command
 from sqlalchemy import create_engine
 
 from pipeline.ledger.migrate import _script
+from pipeline.ledger.models import SCHEMA_REVISION
 from pipeline.sandbox.samples import write_wav
 from tests.conftest import SandboxServer, export, run_cli
 
 pytestmark = pytest.mark.e2e
 
 
-def old_ledger(path: Path) -> None:
+def old_ledger(path: Path, revision: str = "0001") -> None:
     cfg, _ = _script()
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+        command.upgrade(cfg, revision)
     engine.dispose()
 
 
@@ -69,5 +70,30 @@ def test_a_previous_release_ledger_upgrades_keeps_every_id_and_sends_nothing_aga
         (f"vocal-old-{n}", f"instrumental-old-{n}", f"trace-{n}") for n in range(4)
     ]
     with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0002"
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        assert version == SCHEMA_REVISION
         assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+def test_a_ledger_before_etags_upgrades_in_place_keeping_every_id(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    files = [write_wav(tmp_path / "cat" / "song" / f"t{i}.wav", 10.5, seed=i) for i in range(3)]
+    db = tmp_path / "ingest.db"
+    old_ledger(db, "0002")
+    with sqlite3.connect(db) as conn:
+        for n, path in enumerate(files):
+            record_done(conn, path, n)
+        before = conn.execute("SELECT id, source, content_id FROM sources ORDER BY id").fetchall()
+    result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert sandbox.requests() == []
+    with sqlite3.connect(db) as conn:
+        assert (
+            conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_REVISION
+        )
+        after = conn.execute("SELECT id, source, content_id FROM sources ORDER BY id").fetchall()
+        assert after == before
+        assert conn.execute("SELECT count(*) FROM sources WHERE etag IS NOT NULL").fetchone() == (
+            0,
+        )

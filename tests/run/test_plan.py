@@ -99,3 +99,40 @@ def test_urls_are_fetched_unless_done_or_failed_for_good() -> None:
     assert step(url, state(content_status="done")) is Step.SKIP_DONE
     assert step(url, state(status="failed", retryable=0)) is Step.SKIP_FAILED
     assert step(url, state(status="failed", retryable=1)) is Step.FETCH
+
+
+def object_entry(**changes: object) -> Entry:
+    url = "s3://cat/song/a b.wav"
+    values: dict[str, object] = {"source": url, "purpose": "song", "filename": "a b.wav"}
+    values |= {"url": url, "size": 100, "etag": "e1"}
+    return Entry(**(values | changes))  # type: ignore[arg-type]
+
+
+def test_an_unchanged_object_done_earlier_is_skipped_without_a_download() -> None:
+    known = state(mtime_ns=None, etag="e1", content_status="done")
+    assert step(object_entry(), known) is Step.SKIP_DONE
+
+
+@pytest.mark.parametrize("change", [{"etag": "e2"}, {"size": 101}])
+def test_an_object_written_again_is_fetched_even_if_done(change: dict[str, object]) -> None:
+    known = state(mtime_ns=None, etag="e1", content_status="done")
+    assert step(object_entry(**change), known) is Step.FETCH
+
+
+def test_an_object_the_ledger_has_no_etag_for_is_fetched() -> None:
+    known = state(mtime_ns=None, etag=None, content_status="done")  # a row from before ETags
+    assert step(object_entry(), known) is Step.FETCH
+    assert step(object_entry(), None) is Step.FETCH
+
+
+def test_an_unchanged_object_failed_for_good_is_skipped_unless_retry_failed() -> None:
+    known = state(mtime_ns=None, etag="e1", status="failed", error="not audio", content_id=None)
+    assert step(object_entry(), known) is Step.SKIP_FAILED
+    assert step(object_entry(), known, retry_failed=True) is Step.FETCH
+    assert step(object_entry(), state(mtime_ns=None, etag="e1")) is Step.FETCH  # pending
+
+
+def test_a_manifest_row_naming_an_object_is_a_url_done_once() -> None:
+    row = object_entry(size=None, etag=None)  # a manifest row knows neither
+    assert step(row, state(mtime_ns=None, etag="e1", content_status="done")) is Step.SKIP_DONE
+    assert step(row, None) is Step.FETCH

@@ -83,7 +83,7 @@ async def test_bad_rows_carry_their_line_and_reason(
     assert errors[2] is None and errors[6] is None and errors[11] is None
     assert errors[3] == "empty source"
     assert errors[4] is not None and errors[4].startswith("unknown purpose 'podcast'")
-    assert errors[5] == "unsupported scheme 'ftp' (only http and https)"
+    assert errors[5] == "unsupported scheme 'ftp' (only http, https and s3)"
     assert errors[8] is not None and errors[8].startswith("unparsable line: 3 fields")
     assert errors[9] is not None and errors[9].startswith("unparsable line")
     assert errors[10] is not None and errors[10].startswith("no purpose")
@@ -127,3 +127,26 @@ async def test_large_manifest_streams(tmp_path: Path) -> None:
     first = await anext(walker)
     assert first.line == 2
     await walker.aclose()
+
+
+async def test_rows_may_name_objects_in_a_bucket(tmp_path: Path) -> None:
+    text = (
+        "source,purpose,external_id\n"
+        "s3://bucket/cat/Café del Mar.wav,song,\n"
+        "s3://bucket/cat/a.wav,voice,CAT-9\n"
+        "s3://bucket/cat/,song,\n"
+        "s3://x/a.wav,song,\n"
+        "ftp://h/a.wav,song,\n"
+    )
+    good, tagged, prefix, no_bucket, ftp = await rows(write(tmp_path, text))
+    assert (good.url, good.source, good.filename, good.kind) == (
+        "s3://bucket/cat/Café del Mar.wav",
+        "s3://bucket/cat/Café del Mar.wav",  # the key as written, as a listing keys it
+        "Café del Mar.wav",
+        "s3",
+    )
+    assert good.etag is None and good.error is None
+    assert tagged.source == "s3://bucket/cat/a.wav [external_id=CAT-9]"
+    assert prefix.error is not None and "names no object" in prefix.error
+    assert no_bucket.error is not None and "no valid bucket name" in no_bucket.error
+    assert ftp.error == "unsupported scheme 'ftp' (only http, https and s3)"
