@@ -2,8 +2,8 @@
 
 Nothing is committed: each file is made on first use, once per test session, from a recipe of
 command lines. The command-line tools come from Debian packages (`.ci/run` installs them); a
-test that needs a missing one is skipped with a line naming the package (failed in CI). Noise is seeded (`sox
--R`), so every run makes the same files.
+test that needs a missing one is skipped with a line naming the package (failed in CI). Noise
+is seeded (`sox -R`), so every run makes the same files.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ What is refused, with one line saying why (`DecodeError`):
   192 kHz, a stream whose format changes mid-way, and audio that decodes to nothing;
 - audio longer than `max_seconds`: the decode stops there rather than write what is refused.
 
-A time bound (`timeout`) and a stop (`stopping`) are checked between packets; FFmpeg's own reads
+A time bound (`timeout`: `DecodeTimeout`) and a stop (`stopping`: `Stopped`) are checked
+between packets; FFmpeg's own reads
 are cut after 10 s of silence from the file. A codec call that never returns cannot be
 interrupted from Python (only a process could be killed); none is known.
 """
@@ -34,8 +35,8 @@ interrupted from Python (only a process could be killed); none is known.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
-import importlib.util
 import logging
 import struct
 import time
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipeline.content.wavfile import FLOAT, PCM, WavFormat, is_rifx, rifx_to_wav, wav_header
-from pipeline.core.errors import EntryError, PermanentError
+from pipeline.core.errors import EntryError, PermanentError, Stopped
 
 if TYPE_CHECKING:
     import av.audio.frame
@@ -64,6 +65,7 @@ DRM_TAGS = frozenset({"drms", "enca", "aavd", "drmi"})
 _SPEAKER_ORDER = "FL FR FC LFE BL BR FLC FRC BC SL SR TC TFL TFC TFR TBL TBC TBR"
 _SPEAKERS = {name: 1 << i for i, name in enumerate(_SPEAKER_ORDER.split(" "))}
 _CHUNK = 1 << 20
+Stopping = Callable[[], bool]
 
 
 class DecodeError(PermanentError):
@@ -74,8 +76,8 @@ class DecoderMissing(EntryError):
     """The file needs decoding and the decoder is not installed: left for a run that has it."""
 
 
-class DecodeStopped(EntryError):
-    """The decode ran out of time, or the run is stopping: nothing sent, left for the next run."""
+class DecodeTimeout(EntryError):
+    """The decode ran out of time: nothing sent, left for the next run."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -93,9 +95,16 @@ class Decoded:
         return self.frames / self.format.rate
 
 
+@functools.cache
 def available() -> bool:
-    """Whether the decoder (PyAV, with numpy) is installed."""
-    return all(importlib.util.find_spec(name) is not None for name in ("av", "numpy"))
+    """Whether the decoder (PyAV, with numpy) is installed: imported on the first call (about
+    a third of a second), so a run that meets only WAV and MP3 never loads it."""
+    try:
+        _av()
+        import numpy  # noqa: F401
+    except (DecoderMissing, ImportError):
+        return False
+    return True
 
 
 def decode_to_wav(
@@ -104,7 +113,7 @@ def decode_to_wav(
     *,
     timeout: float,
     max_seconds: float | None = None,
-    stopping: Callable[[], bool] = lambda: False,
+    stopping: Stopping = lambda: False,
 ) -> Decoded:
     """Decode `src` into a new WAV at `dst` (the caller removes it on failure). Blocking and
     CPU-bound: run it in a worker thread (FFmpeg lets go of the GIL while it decodes)."""
@@ -137,14 +146,14 @@ def describe(path: Path) -> str | None:
         return None
 
 
-def _checker(timeout: float, stopping: Callable[[], bool]) -> Callable[[], None]:
+def _checker(timeout: float, stopping: Stopping) -> Callable[[], None]:
     deadline = time.monotonic() + timeout
 
     def check() -> None:
         if stopping():
-            raise DecodeStopped("the run is stopping; left for the next run")
+            raise Stopped()
         if time.monotonic() > deadline:
-            raise DecodeStopped(f"decoding took longer than {timeout:g} s; left for the next run")
+            raise DecodeTimeout(f"decoding took longer than {timeout:g} s")
 
     return check
 

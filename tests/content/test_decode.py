@@ -14,8 +14,9 @@ import pytest
 import soundfile
 
 from pipeline.content import decode
-from pipeline.content.decode import DecodeError, DecodeStopped, decode_to_wav
+from pipeline.content.decode import DecodeError, DecodeTimeout, decode_to_wav
 from pipeline.content.probe import measure
+from pipeline.core.errors import Stopped
 from tests.encoders import Encoded, need, wav_chunks, write_dsf
 
 pytestmark = pytest.mark.skipif(not decode.available(), reason="the decoder (av) is not installed")
@@ -322,9 +323,9 @@ def test_audio_above_192_khz_is_refused(made: Encoded, tmp_path: Path) -> None:
 
 def test_the_time_bound_and_a_stop_end_a_decode(made: Encoded, tmp_path: Path) -> None:
     src = made("flac24_6ch.flac")
-    with pytest.raises(DecodeStopped, match="longer than"):
+    with pytest.raises(DecodeTimeout, match="longer than"):
         decode_to_wav(src, tmp_path / "a.wav", timeout=1e-6)
-    with pytest.raises(DecodeStopped, match="stopping"):
+    with pytest.raises(Stopped):
         decode_to_wav(src, tmp_path / "b.wav", timeout=60, stopping=lambda: True)
 
 
