@@ -360,7 +360,12 @@ class _Sink:
         self.out.write(wav_header(fmt, 0))  # a placeholder of the same length
         return fmt
 
-    def _bytes(self, frame: av.audio.frame.AudioFrame, bits: int) -> bytes:
+    def _bytes(self, frame: av.audio.frame.AudioFrame, bits: int) -> bytes | memoryview:
+        if not frame.format.is_planar and bits == frame.format.bytes * 8:
+            # Already interleaved, at the width written: the decoder's own buffer, no copy
+            # (a buffer may be longer than its samples: it is padded for alignment).
+            used = frame.samples * len(frame.layout.channels) * frame.format.bytes
+            return memoryview(frame.planes[0])[:used]
         import numpy as np
 
         samples: Any = frame.to_ndarray()

@@ -20,7 +20,10 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
     8. flow control (`flow.py`): random slow-downs and faults vs none, a limit on requests a
        second, a limit on requests open at once, from the sandbox's log of requests;
     9. a fleet on one PostgreSQL ledger (`fleet.py`): three runs vs one, one of three killed,
-       the ledger's cost per file on PostgreSQL beside SQLite.
+       the ledger's cost per file on PostgreSQL beside SQLite;
+   10. decoding (`decoding.py`): 40 FLACs of 3 min converted and sent vs `xargs -P 2 ffmpeg`
+       converting them, the decoder's CPU per file, two threads vs one; peak RSS converting a
+       9-minute 24-bit/96 kHz FLAC vs a 1-minute one.
 
 `python -m tests.bench NAME ...` runs only the sections named (`noisy`, `rate_limit`, `fleet`,
 ...: the functions listed in `__main__.py`).

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import catalogue, fleet, flow, ledger, probing, throughput
+from tests.bench import catalogue, decoding, fleet, flow, ledger, probing, throughput
 from tests.bench.context import Context
 from tests.bench.harness import QUICK, REPEATS, scaled
 from tests.bench.table import Goal, render
@@ -30,6 +30,8 @@ SECTIONS: list[Section] = [
     flow.in_flight_limit,
     fleet.fleet,
     fleet.ledger_cost,
+    decoding.convert_speed,
+    decoding.convert_memory,
 ]
 
 
