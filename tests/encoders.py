@@ -94,6 +94,7 @@ RECIPES: dict[str, tuple[tuple[str, ...], Callable[[Path, Path], None]]] = {
     "aiff24.aiff": (("ffmpeg",), _ff("src24.wav", "-c:a", "pcm_s24be")),
     "aifc16.aifc": (("sox",), _sox("src16.wav", "-t", "aifc")),
     "aifc_f32.aifc": (("ffmpeg",), _ff("srcf32.wav", "-c:a", "pcm_f32be", "-f", "aiff")),
+    "aifc_f64.aifc": (("ffmpeg",), _ff("srcf32.wav", "-c:a", "pcm_f64be", "-f", "aiff")),
     "aifc_sowt.aifc": (("ffmpeg",), _ff("src16.wav", "-c:a", "pcm_s16le", "-f", "aiff")),
     "wv16.wv": (("wavpack",), _wavpack("src16.wav")),
     "wv24.wv": (("wavpack",), _wavpack("src24.wav")),

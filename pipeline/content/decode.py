@@ -327,6 +327,7 @@ class _Sink:
         flac = source.flac
         wants_md5 = flac is not None and any(flac[1]) and source.bits in (8, 16, 24)
         self.md5 = hashlib.md5(usedforsecurity=False) if wants_md5 else None
+        self._pending = bytearray()  # written (and hashed) a megabyte at a time, not per frame
 
     @property
     def seconds(self) -> float:
@@ -342,11 +343,16 @@ class _Sink:
             self.fmt, self.layout = self._start(frame), layout
         elif layout != self.layout:
             raise DecodeError(f"the audio's format changes mid-file ({self.layout} -> {layout})")
-        data = self._bytes(frame, self.fmt.bits)
-        if self.md5 is not None:
-            self.md5.update(data)
-        self.out.write(data)
+        self._pending += self._bytes(frame, self.fmt.bits)
+        if len(self._pending) >= _CHUNK:
+            self._flush()
         self.frames += frame.samples
+
+    def _flush(self) -> None:
+        if self.md5 is not None:
+            self.md5.update(self._pending)
+        self.out.write(self._pending)
+        self._pending.clear()
 
     def _start(self, frame: av.audio.frame.AudioFrame) -> WavFormat:
         if frame.sample_rate > MAX_RATE:
@@ -379,6 +385,7 @@ class _Sink:
 
     def finish(self) -> WavFormat:
         """Check that the whole of the audio was decoded, then write the real header."""
+        self._flush()
         fmt, source = self.fmt, self.source
         if fmt is None or self.frames == 0:
             raise DecodeError(f"{source.codec} in {source.container} decodes to 0 samples")

@@ -56,6 +56,7 @@ LOSSLESS = [  # file, bits kept, the reference's raw format
     ("aifc16.aifc", 16, "s16le"),
     ("aifc_sowt.aifc", 16, "s16le"),
     ("aifc_f32.aifc", 32, "f32le"),
+    ("aifc_f64.aifc", 64, "f64le"),
     ("wv16.wv", 16, "s16le"),
     ("wv24.wv", 24, "s24le"),
     ("wvf32.wv", 32, "f32le"),

@@ -187,3 +187,20 @@ def test_decoded_wavs_are_removed_after_a_signal_or_by_the_next_run(
     result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path, env=env)
     assert result.code == 0, result.stderr
     assert list(scratch.iterdir()) == []
+
+
+def test_a_decode_past_its_time_bound_is_left_for_the_next_run(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    flacs(tmp_path / "cat" / "song", count=1, seconds=11)
+    env, scratch = env_with_tmp(tmp_path)
+    slow = {**env, "INGEST_DECODE_TIMEOUT": "0.001"}
+    result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path, env=slow)
+    assert result.code == 6, result.stderr  # left for the next run
+    (record,) = export(tmp_path)
+    assert record["error"] == "decoding took longer than 0.001 s"
+    assert (record["status"], record["retryable"]) == ("failed", True)
+    assert list(scratch.iterdir()) == []
+    again = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path, env=env)
+    assert again.code == 0, again.stderr
+    assert [r["outcome"] for r in sandbox.requests()] == ["ok"]
