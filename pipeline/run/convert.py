@@ -65,7 +65,7 @@ class Converter:
         """The WAV decoded from `located`, probed; PermanentError when it cannot be sent,
         `DecoderMissing` or `DecodeTimeout` (left for the next run), `Stopped`. `located`'s
         own temporary file (a download) is discarded once decoded."""
-        if not decode.available():
+        if not await asyncio.to_thread(decode.available):  # the first call imports PyAV
             raise decode.DecoderMissing(
                 f"{other.kind} audio needs decoding to WAV and the decoder is not installed: "
                 f"{decode.INSTALL}"

@@ -76,8 +76,9 @@ class Preparer:
         self.clock_ns = clock_ns
         self.patience = patience  # seconds a restarting ledger server is waited for
         self.claimed: set[int] = set()  # contents this run has queued for upload
-        # Contents this run has decoded and queued, by (sha256, purpose): the same bytes met
-        # again are linked (and counted as the same bytes) without being decoded again.
+        # Contents this run has decoded and queued for upload, by (sha256, purpose): the same
+        # bytes met again link to a content in `claimed` (counted as the same bytes, never
+        # queued again), so they need not be decoded again.
         self._decoded: dict[tuple[str, str], AudioInfo] = {}
         # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
         self._hashed: collections.OrderedDict[
@@ -173,7 +174,6 @@ class Preparer:
         except BaseException:
             located.discard()
             raise
-        self._decoded[(located.sha256, entry.purpose)] = audio
         return converted, audio
 
     async def _claim(self, entry: Entry) -> bool:
@@ -252,6 +252,8 @@ class Preparer:
             located.discard()
             return None
         self.claimed.add(content_id)
+        if converted is not None:
+            self._decoded[(located.sha256, entry.purpose)] = audio
         filename = entry.filename if converted is None else _as_wav(entry.filename)
         return Job(content_id, entry.source, entry.purpose, filename, audio, located)
 

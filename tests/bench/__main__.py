@@ -31,6 +31,7 @@ SECTIONS: list[Section] = [
     fleet.fleet,
     fleet.ledger_cost,
     decoding.convert_speed,
+    decoding.gil_share,
     decoding.convert_memory,
 ]
 

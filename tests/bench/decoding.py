@@ -5,6 +5,10 @@
   the same files (decode and write only); with the CPU of each, the decoder's own cost per file
   (in this process, CPU time of one thread), its share of the run's CPU, and two decoding
   threads against one (CPU over wall above 1: both cores at work, FFmpeg letting go of the GIL);
+- the GIL: py-spy samples a process decoding FLACs in one thread, once every sample and once
+  only the samples holding the GIL: the share of the decode that holds Python's lock bounds
+  what threads can gain (Amdahl: 1 / (held + (1 - held) / 2) on two cores); this holds on a
+  busy machine, where cores-busy figures do not;
 - memory: peak RSS of `ingest run` converting and sending one 9-minute 24-bit/96 kHz FLAC,
   against one 1-minute FLAC of the same kind.
 
@@ -19,6 +23,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -172,6 +177,66 @@ def convert_speed(ctx: Context) -> list[Goal]:
             "(kept for reference)",
             None,
         ),
+    ]
+
+
+GIL_SCRIPT = """
+import sys
+from pathlib import Path
+from pipeline.content.decode import decode_to_wav
+for f in sys.argv[2:]:
+    out = Path(sys.argv[1]) / (Path(f).name + ".wav")
+    out.unlink(missing_ok=True)
+    decode_to_wav(Path(f), out, timeout=600)
+"""
+
+
+def _samples(raw: Path) -> int:
+    """py-spy raw output: the samples whose stack is in the decoder."""
+    total = 0
+    for text in raw.read_text().splitlines():
+        stack, _, count = text.rpartition(" ")
+        if "decode_to_wav" in stack:
+            total += int(count)
+    return total
+
+
+def gil_share(ctx: Context) -> list[Goal]:
+    work = "share of a decode holding the GIL (py-spy, 8 x 3-min FLAC, one thread)"
+    section(work)
+    why = _missing()
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if why is None and not py_spy.exists():
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=False)
+        why = None if py_spy.exists() else "py-spy could not be installed"
+    if why:
+        line(f"skipped: {why}")
+        return [skipped(work, "(kept for reference)", why)]
+    song = ctx.work / "flac3min" / "song"
+    if not song.exists():
+        song = _flacs(ctx.work / "flac3min", 8, 180)
+    files = [str(f) for f in sorted(song.glob("*.flac"))[:8]]
+    counts = []
+    with tempfile.TemporaryDirectory(dir=ctx.work) as tmp:
+        for mode in ("--idle", "--gil"):
+            raw = Path(tmp) / f"{mode[2:]}.txt"
+            argv = [str(py_spy), "record", "-r", "250", mode, "-f", "raw", "-o", str(raw), "--"]
+            argv += [sys.executable, "-c", GIL_SCRIPT, tmp, *files]
+            subprocess.run(argv, check=True, capture_output=True)
+            counts.append(_samples(raw))
+    held = counts[1] / counts[0]
+    bound = 1 / (held + (1 - held) / 2)
+    line(f"{counts[0]} samples in the decoder, {counts[1]} of them holding the GIL: {held:.1%}")
+    line(f"so two decoding threads can do at most {bound:.2f}x the work of one")
+    return [
+        Goal(
+            work,
+            f"{held:.1%} of the decode holds the GIL",
+            f"{counts[0]} samples",
+            f"2 threads: up to {bound:.2f}x one",
+            "(kept for reference)",
+            None,
+        )
     ]
 
 

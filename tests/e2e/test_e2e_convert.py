@@ -204,3 +204,20 @@ def test_a_decode_past_its_time_bound_is_left_for_the_next_run(
     again = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path, env=env)
     assert again.code == 0, again.stderr
     assert [r["outcome"] for r in sandbox.requests()] == ["ok"]
+
+
+def test_the_same_master_twice_is_decoded_and_sent_once(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    song = tmp_path / "cat" / "song"
+    flacs(song, count=1, seconds=11)
+    (song / "copy").mkdir()
+    (song / "copy" / "again.flac").write_bytes((song / "t0.flac").read_bytes())
+    result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    assert "same bytes again  1" in result.stdout
+    assert "converted to WAV  1 files (flac 1)" in result.stdout
+    assert len(sandbox.requests()) == 1
+    records = export(tmp_path)
+    assert {r["status"] for r in records} == {"done"}
+    assert len({(r["voice_id"], r["sent_sha256"]) for r in records}) == 1
