@@ -5,7 +5,9 @@ URLs the same way; the decoded WAVs removed whatever ends the run."""
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,12 @@ from tests.conftest import (
     export,
     run_cli,
     start_cli,
+    start_sandbox,
+    stop_sandbox,
     wait_until,
 )
 from tests.e2e.test_e2e_manifest import write_manifest
+from tests.e2e.test_e2e_reliability import attempts_recorded
 from tests.encoders import need, run
 from tests.fileserver import FileServer
 
@@ -221,3 +226,42 @@ def test_the_same_master_twice_is_decoded_and_sent_once(
     records = export(tmp_path)
     assert {r["status"] for r in records} == {"done"}
     assert len({(r["voice_id"], r["sent_sha256"]) for r in records}) == 1
+
+
+def test_on_a_postgresql_ledger_status_and_export_say_what_was_converted(
+    tmp_path: Path, sandbox: SandboxServer, pg_url: str
+) -> None:
+    masters(tmp_path / "cat" / "song")
+    result = run_cli("run", "cat", "--db", pg_url, "--api-url", sandbox.url, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    records = export(tmp_path, pg_url)
+    assert sorted(r["converted_from"] for r in records) == sorted(KINDS)
+    received = {r["sha256"] for r in sandbox.requests()}
+    assert {r["sent_sha256"] for r in records} == received
+    status = run_cli("status", "--db", pg_url, "--json", cwd=tmp_path)
+    converted = json.loads(status.stdout)["converted"]
+    assert {kind: c["done"] for kind, c in converted.items()} == dict.fromkeys(KINDS, 1)
+
+
+def test_a_second_signal_aborts_and_still_removes_the_decoded_wavs(tmp_path: Path) -> None:
+    flacs(tmp_path / "cat" / "song", count=2, seconds=11)
+    env, scratch = env_with_tmp(tmp_path)
+    hung = start_sandbox(tmp_path, "--hang-rate", "1")  # an upload in flight holds its WAV
+    try:
+        args = ("run", "cat", "--api-url", hung.url, "--grace", "60", "--timeout", "60")
+        proc = start_cli(tmp_path, *args, env=env)
+        wait_until(lambda: attempts_recorded(tmp_path / "ingest.db") >= 1, 60)
+        time.sleep(0.3)  # the request is on the wire; the sandbox will never answer it
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        assert proc.poll() is None and _held(scratch)  # waiting for the upload in flight
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert proc.returncode == 130
+        assert list(scratch.iterdir()) == []
+    finally:
+        stop_sandbox(hung)
+
+
+def _held(scratch: Path) -> bool:
+    return any(f.is_dir() and any(f.iterdir()) for f in scratch.iterdir())
