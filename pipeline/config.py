@@ -152,6 +152,11 @@ class Progress(enum.StrEnum):
     NEVER = "never"
 
 
+class Convert(enum.StrEnum):
+    AUTO = "auto"  # decode what the service does not take as it is into WAV, and send that
+    NEVER = "never"  # refuse it, naming the codec
+
+
 E = TypeVar("E", bound=enum.StrEnum)
 
 
@@ -251,6 +256,20 @@ class Settings:
         "Seconds to connect, and seconds of silence while sending or receiving, before an "
         "attempt is cut.",
         Flag("seconds to connect / of silence"),
+    )
+    convert: Convert = _field(
+        Convert.AUTO,
+        _choice(Convert),
+        "Files in a format the service does not take as it is (FLAC, AIFF, ALAC or AAC in "
+        "M4A, Ogg Vorbis, Opus, WMA, WavPack, a WAV holding ADPCM, ...): auto decodes each to a "
+        "PCM WAV at its own rate, channels and depth and sends that (needs the decoder: pip "
+        "install 'ingest[decode]'); never refuses them. WAV and MP3 are always sent as they are.",
+        Flag("auto: decode FLAC, AIFF, M4A, Ogg, ... to WAV and send it; never: refuse them"),
+    )
+    decode_timeout: float = _field(
+        300.0,
+        parse_duration,
+        "Longest one file's decode may take; past it the file is left for the next run.",
     )
     max_file_size: int = _field(
         parse_size("200MB"),

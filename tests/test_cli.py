@@ -35,6 +35,7 @@ GIVEN: dict[str, tuple[str, Any]] = {
     "log_level": ("debug", "debug"),
     "log_format": ("json", "json"),
     "progress": ("never", "never"),
+    "convert": ("never", "never"),
 }
 
 

@@ -51,6 +51,7 @@ async def status(settings: Settings, *, as_json: bool = False) -> int:
         ledger=settings.db.shown,
         running=figures.running,
         now=figures.now,
+        converted=figures.converted,
     )
     if as_json:
         print(json.dumps(data, ensure_ascii=False, indent=2))

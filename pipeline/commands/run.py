@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from pipeline.config import KEY_ENV, Settings
+from pipeline.config import KEY_ENV, Convert, Settings
 from pipeline.core.entry import Entry
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError, RunFatal, StoreUnreachable
 from pipeline.core.exits import RUN_STATUS, Exit, run_exit
@@ -37,6 +37,7 @@ from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
 from pipeline.output.metrics import MetricsFile
 from pipeline.output.summary import render_summary
+from pipeline.run.convert import Converter
 from pipeline.run.fleet import Fleet
 from pipeline.run.plan import Policy
 from pipeline.run.prepare import Preparer
@@ -113,6 +114,7 @@ class _Parts:
     fleet: Fleet | None
     metrics: MetricsFile | None
     halt: _Halt
+    converter: Converter | None  # None with --convert never
 
 
 @dataclasses.dataclass
@@ -165,11 +167,17 @@ async def _run_with_ledger(
         store = _store(settings, stop)  # its client is made only if a bucket is met
         stack.push_async_callback(store.close)
         parts = _assemble(settings, ledger, run_id, (http, store), roots, tally, stop, figures)
+        if parts.converter is not None:
+            stack.callback(parts.converter.close)  # its WAVs go, whatever ends the run
         if parts.writer is not None:
             await stack.enter_async_context(parts.writer.running())
         if parts.fleet is not None:
             await stack.enter_async_context(parts.fleet.beating())
-        with _signals(stop), _deadline(settings, stop):
+        converter = parts.converter
+        with (
+            _signals(stop, converter.remove_files if converter else None),
+            _deadline(settings, stop),
+        ):
             async with (
                 _census(settings, roots, display, store) as census,
                 progress.show(tally, enabled=display, census=census),
@@ -243,8 +251,16 @@ def _assemble(
             stop=stop,
             tally=tally,
         )
+    converter = None
+    if settings.convert is Convert.AUTO:
+        converter = Converter(
+            max_held=settings.concurrency * 2,  # decoded WAVs on disk at once
+            timeout=settings.decode_timeout,
+            stopping=stop.event,
+        )
     preparer = Preparer(
         ledger=ledger,
+        converter=converter,
         writer=recorder,
         fetcher=_fetcher(settings, http, store, stop),
         tally=tally,
@@ -284,7 +300,7 @@ def _assemble(
         grace=settings.grace,
         on_sources_done=tally.mark_sources_done,
     )
-    return _Parts(runner, sender, writer, fleet, metrics, halt)
+    return _Parts(runner, sender, writer, fleet, metrics, halt, converter)
 
 
 async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry]]:
@@ -391,14 +407,17 @@ def _fetcher(settings: Settings, http: Http, store: S3Store, stop: Stop) -> Down
 
 
 @contextlib.contextmanager
-def _signals(stop: Stop) -> Iterator[None]:
-    """First SIGINT/SIGTERM: stop taking work, let in-flight uploads finish. Second: abort."""
+def _signals(stop: Stop, on_abort: Callable[[], None] | None = None) -> Iterator[None]:
+    """First SIGINT/SIGTERM: stop taking work, let in-flight uploads finish. Second: abort
+    (`on_abort` first: the decoded WAVs are removed)."""
     loop = asyncio.get_running_loop()
 
     def handle(signum: int) -> None:
         name = signal.Signals(signum).name
         if stop.reason in (StopReason.SIGINT, StopReason.SIGTERM):
             print(f"ingest: second {name}: aborting now", file=sys.stderr)
+            if on_abort is not None:
+                on_abort()
             os._exit(Exit.SIGINT if signum == signal.SIGINT else Exit.SIGTERM)
         print(
             f"ingest: {name}: finishing uploads in flight (send it again to abort)", file=sys.stderr

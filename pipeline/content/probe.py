@@ -6,7 +6,8 @@ decode would play it (`pipeline.content.audio`): a header's length is believed o
 present agree with it, otherwise the audio is counted. Only headers are read (all MP3 frame
 headers where the length must be counted), a few kilobytes at a time, so memory does not grow
 with file size. `probe_bytes()` does the same on a file already in memory. Anything unacceptable
-raises `PermanentError` with a precise, user-facing reason.
+raises `PermanentError` with a precise, user-facing reason; `OtherFormat` (one of them) when it
+is audio in a format a decoder may read and convert (`pipeline.content.decode`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.content.audio import mp3, wav
-from pipeline.content.audio.info import CONTENT_TYPES, AudioInfo, LengthFrom
+from pipeline.content.audio.info import CONTENT_TYPES, AudioInfo, LengthFrom, OtherFormat
 from pipeline.content.audio.reader import BytesReader, FileReader, Reader
 from pipeline.content.audio.tags import skip_id3v2
 from pipeline.core.errors import PermanentError
@@ -25,6 +26,7 @@ __all__ = [
     "MIN_SECONDS",
     "AudioInfo",
     "LengthFrom",
+    "OtherFormat",
     "measure",
     "measure_bytes",
     "probe",
@@ -35,7 +37,8 @@ __all__ = [
 MIN_SECONDS = 10.0  # the service wants strictly more than this
 MAX_SECONDS = 600.0  # and at most this
 
-# Formats we recognise but the service refuses, so the reason can name them.
+# Formats we recognise but the service refuses, so the reason can name them (and a decoder
+# may convert them).
 _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"fLaC", "FLAC"),
     (0, b"OggS", "Ogg (Vorbis/Opus)"),
@@ -43,7 +46,21 @@ _OTHER_FORMATS: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11", "WMA/ASF"),
     (0, b"#!AMR", "AMR"),
     (0, b"MThd", "MIDI"),
+    (0, b"RIFX", "RIFX (big-endian WAV)"),
+    (0, b"wvpk", "WavPack"),
+    (0, b"MAC ", "APE (Monkey's Audio)"),
+    (0, b"TTA1", "TTA"),
+    (0, b"tBaK", "TAK"),
+    (0, b"ajkg", "Shorten"),
+    (0, b"caff", "CAF"),
+    (0, b".snd", "AU"),
+    (0, b"riff\x2e\x91\xcf\x11", "Wave64"),
+    (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
+    (0, b"DSD ", "DSF (DSD)"),
+    (0, b"FRM8", "DSDIFF (DSD)"),
+    (0, b"\x0b\x77", "AC-3"),
 )
+_NOT_DECODED = ("MIDI",)  # notes, not sound: no decoder makes audio of them
 _MPEG_KINDS = ("mp3", "MPEG audio layer I/II", "")  # checked frame by frame in `mp3`
 
 
@@ -98,7 +115,10 @@ def _measure(reader: Reader) -> AudioInfo:
         return wav.measure(reader, start)
     if kind in _MPEG_KINDS:
         return mp3.measure(reader, start)
-    raise PermanentError(f"{kind} audio is not accepted (only WAV or MP3)")
+    reason = f"{kind} audio is not accepted (only WAV or MP3)"
+    if kind in _NOT_DECODED:
+        raise PermanentError(reason)
+    raise OtherFormat(reason, kind=kind)
 
 
 def _within_limits(info: AudioInfo) -> AudioInfo:

@@ -66,4 +66,6 @@ EXPORT_FIELDS = (
     "filename",
     "line",
     "external_id",
+    "converted_from",
+    "sent_sha256",
 )

@@ -32,7 +32,7 @@ class DryWriter:
     async def claim_source(self, facts: SourceFacts) -> bool:
         return True
 
-    async def link(self, facts: SourceFacts, *, sha256: str, size: int) -> Link:
+    async def link(self, facts: SourceFacts, *, sha256: str, size: int, **_: Any) -> Link:
         """What the ledger knows of these bytes for this purpose; nothing recorded."""
         key = (sha256, facts.purpose)
         status, retryable = await self._ledger.content_of(*key) or (ContentStatus.PENDING, False)
@@ -45,7 +45,7 @@ class DryWriter:
     def attempt(self, content_id: int) -> None:
         """Nothing is recorded."""
 
-    async def done(self, content_id: int, result: UploadResult) -> None:
+    async def done(self, content_id: int, result: UploadResult, **_: Any) -> None:
         """Nothing is recorded."""
 
     async def failed(

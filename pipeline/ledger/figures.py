@@ -1,5 +1,5 @@
-"""What `ingest status` shows, read in one go by one function on either back end: counts, top
-errors, the last runs and the runs going now.
+"""What `ingest status` shows, read in one go by one function on either back end: counts, the
+contents decoded to WAV by format, top errors, the last runs and the runs going now.
 
 `read_figures` runs on a synchronous connection. An SQLite ledger at the newest schema is read
 that way directly (`read_sqlite`), with no asyncio machinery and no ORM loaded (SQLAlchemy's
@@ -20,6 +20,7 @@ from pipeline.ledger.engines import OUR_TABLES_QUERY, REVISION_QUERY, create_syn
 from pipeline.ledger.location import Location
 from pipeline.ledger.models import SCHEMA_REVISION
 from pipeline.ledger.queries import (
+    converted_query,
     counts_query,
     db_epoch,
     error_queries,
@@ -42,6 +43,7 @@ class Figures:
     runs: Sequence[Any]
     now: float  # the database's clock, for the age of the running runs' heartbeats
     running: Sequence[Any]
+    converted: list[tuple[str, str, int]]  # (decoded from, content status, contents)
 
 
 def read_figures(conn: Connection, dialect: str) -> Figures:
@@ -54,6 +56,7 @@ def read_figures(conn: Connection, dialect: str) -> Figures:
         runs=list(conn.execute(last_runs_query(SHOWN)).mappings()),
         now=float(conn.scalar(select(db_epoch(dialect))) or 0.0),
         running=list(conn.execute(running_query()).mappings()),
+        converted=[(str(f), str(s), int(n)) for f, s, n in conn.execute(converted_query())],
     )
 
 

@@ -2,7 +2,9 @@
 `migrations/versions/`; this module must describe the same columns (a test compares them).
 
 - `contents`: one row per (sha256, purpose): what the service was asked to take and what it
-  answered. Status `pending` -> `done` (ids recorded) or `failed`. A failure with `retryable` set
+  answered. `sha256` is of the source's bytes; a source the service does not take as it is
+  was decoded to a WAV, and `converted_from` says from what, `sent_sha256` which bytes went.
+  Status `pending` -> `done` (ids recorded) or `failed`. A failure with `retryable` set
   ran out of attempts on transient errors: the next plain run takes it again; one without is
   failed for good (only `--retry-failed` retries it).
 - `sources`: one row per (source, purpose): a file path, manifest row or object in a bucket, its
@@ -39,7 +41,7 @@ from sqlalchemy import (
 
 # The newest migration in migrations/versions/. A ledger at this revision is opened without
 # loading Alembic at all (a test keeps this in step with the migrations).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData()
 
@@ -62,9 +64,12 @@ contents = Table(
     Column("done_at", Float),
     Column("claimed_by", Integer),  # the run uploading it (a fleet's ledger), until...
     Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
+    Column("converted_from", Text),  # decoded to WAV from this (flac, aiff, ...); NULL: as is
+    Column("sent_sha256", Text),  # the sha256 of that WAV, the bytes sent; NULL: as is
     UniqueConstraint("sha256", "purpose", name="uq_contents_sha256_purpose"),
     Index("ix_contents_status", "status"),
     Index("ix_contents_claimed_by", "claimed_by"),
+    Index("ix_contents_converted", "converted_from", "status"),
 )
 
 sources = Table(

@@ -86,6 +86,9 @@ def export_query() -> Any:
             sources.c.filename,
             sources.c.line,
             sources.c.external_id,
+            contents.c.converted_from,
+            # What is (or would be) sent: the decoded WAV's bytes, else the source's own.
+            func.coalesce(contents.c.sent_sha256, contents.c.sha256).label("sent_sha256"),
             sources.c.extra,
         )
         .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
@@ -134,6 +137,15 @@ def shown_counts(rows: Iterable[Any]) -> list[tuple[str, str, int]]:
         shown = status if status != SourceStatus.OK else content_status
         totals[(str(purpose), str(shown or ContentStatus.PENDING))] += int(n)
     return [(purpose, status, n) for (purpose, status), n in sorted(totals.items())]
+
+
+def converted_query() -> Select[Any]:
+    """Contents decoded to WAV, by (what from, status): from `ix_contents_converted` alone."""
+    return (
+        select(contents.c.converted_from, contents.c.status, func.count())
+        .where(contents.c.converted_from.is_not(None))
+        .group_by(contents.c.converted_from, contents.c.status)
+    )
 
 
 def error_queries() -> tuple[Select[Any], Select[Any]]:

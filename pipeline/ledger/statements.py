@@ -162,6 +162,8 @@ class Statements:
                 "sha256": p["c_sha256"],
                 "purpose": p["purpose"],
                 "size": p["c_size"],
+                "converted_from": p["c_converted_from"],
+                "sent_sha256": p["c_sent_sha256"],
                 "status": ContentStatus.PENDING,
                 "attempts": 0,
                 "created_at": p["created_at"],

@@ -135,10 +135,22 @@ class Writer:
         params = self._row(facts, status, error, retryable, content_id)
         self._submit(Op(OpKind.SOURCE, params))
 
-    async def link(self, facts: SourceFacts, *, sha256: str, size: int) -> Link:
-        """Get or create the content for these bytes and purpose, record the source against it."""
+    async def link(
+        self,
+        facts: SourceFacts,
+        *,
+        sha256: str,
+        size: int,
+        converted_from: str | None = None,
+        sent_sha256: str | None = None,
+    ) -> Link:
+        """Get or create the content for these bytes and purpose, record the source against it.
+        A source decoded to WAV says from what, and the WAV's sha256 (recorded on a new
+        content)."""
         params = self._row(facts, SourceStatus.OK, None, False, None)
-        params.update(c_sha256=sha256, c_size=size)
+        params.update(
+            c_sha256=sha256, c_size=size, c_converted_from=converted_from, c_sent_sha256=sent_sha256
+        )
         result: Link = await self._wait(Op(OpKind.LINK, params))
         return result
 
@@ -185,10 +197,15 @@ class Writer:
         """Count an attempt before its request is sent. Fire and forget."""
         self._submit(Op(OpKind.ATTEMPT, {"c_id": content_id, "updated_at": self._clock()}))
 
-    async def done(self, content_id: int, result: UploadResult) -> None:
+    async def done(
+        self, content_id: int, result: UploadResult, *, sent_sha256: str | None = None
+    ) -> None:
+        """The service took the content: its ids, and the sha256 of the WAV sent when it was
+        decoded (the bytes actually sent, whatever an earlier run recorded)."""
         now = self._clock()
         params = {
             "c_id": content_id,
+            "sent_sha256": sent_sha256,
             "voice_id": result.voice_id,
             "instrumental_id": result.instrumental_id,
             "trace_id": result.trace_id,

@@ -19,6 +19,7 @@ def status_data(
     ledger: str,
     running: Sequence[Mapping[Any, Any]] = (),
     now: float = 0.0,
+    converted: Sequence[tuple[str, str, int]] = (),
 ) -> dict[str, Any]:
     """Everything `ingest status` shows, as plain data: the text view and `--json` both render
     this, so they always agree."""
@@ -28,10 +29,15 @@ def status_data(
     total: collections.Counter[str] = collections.Counter()
     for counter in by_purpose.values():
         total.update(counter)
+    by_format: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for decoded_from, status, n in converted:
+        by_format[decoded_from][status] += n
     return {
         "ledger": ledger,
         "by_purpose": {p: _status_counts(by_purpose[p]) for p in sorted(by_purpose)},
         "all": _status_counts(total),
+        # Contents (the same bytes for one purpose) decoded to WAV, by what they were.
+        "converted": {f: _status_counts(by_format[f]) for f in sorted(by_format)},
         "top_errors": [{"error": error, "count": n} for error, n in errors],
         "running": [_running_data(run, now) for run in running],
         "runs": [_run_data(run) for run in runs],
@@ -79,6 +85,12 @@ def render_status(data: Mapping[str, Any]) -> str:
         f"{name:<14}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{c['total']:>9}"
         for name, c in rows
     ]
+    if data["converted"]:
+        lines += ["", f"{'decoded to WAV':<22}{'done':>9}{'failed':>9}{'pending':>9}{'total':>9}"]
+        lines += [
+            f"  {name:<20}{c['done']:>9}{c['failed']:>9}{c['pending']:>9}{c['total']:>9}"
+            for name, c in data["converted"].items()
+        ]
     if data["running"]:
         lines += ["", "running now:"]
         lines += [_running_line(run) for run in data["running"]]

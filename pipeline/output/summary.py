@@ -25,6 +25,8 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
                 f"    {purpose:<13}{tally.would_upload[purpose]:>8} files  "
                 f"{human_size(tally.would_upload_bytes[purpose])}"
             )
+        if tally.converted:
+            lines.append(f"  would convert to WAV: {_by_format(tally)}")
     rate = tally.uploaded_bytes / elapsed if elapsed > 0 else 0.0
     lines += [
         f"run {outcome} in {elapsed:.1f} s",
@@ -40,6 +42,8 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
     lines.append(f"  left for next run {tally.left_total}")
     lines += [f"      {n:>6}  {reason}" for reason, n in tally.left.most_common(8)]
     lines.append(f"  retries           {tally.retries}")
+    if tally.converted and not dry_run:
+        lines.append(f"  converted to WAV  {_by_format(tally)}")
     if tally.young:
         lines.append(f"  too new, left     {tally.young} (modified less than --min-age ago)")
     if tally.elsewhere:
@@ -50,3 +54,10 @@ def render_summary(tally: Tally, *, elapsed: float, outcome: str, dry_run: bool)
             f"symlink loops cut {tally.crawl.loops}"
         )
     return "\n".join(lines)
+
+
+def _by_format(tally: Tally) -> str:
+    """`3 files (flac 2, aiff 1)`: the sources decoded to WAV, by what they were."""
+    total = sum(tally.converted.values())
+    parts = ", ".join(f"{name} {n}" for name, n in tally.converted.most_common())
+    return f"{total} files ({parts})"

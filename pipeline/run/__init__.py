@@ -1,6 +1,6 @@
 """A run's steps and their driver: plan (what an entry needs), prepare (hash, fetch, probe,
-link), upload (one job's attempts), the runner (queues and stop), the fleet (heartbeats, take
-over) and the tally.
+link), convert (other formats decoded to WAV in worker threads), upload (one job's attempts),
+the runner (queues and stop), the fleet (heartbeats, take over) and the tally.
 
 May import `pipeline.core`, `pipeline.sources`, `pipeline.content`, `pipeline.flow` and
 `pipeline.ledger`; it talks to HTTP only through the protocols in `run/model.py`.

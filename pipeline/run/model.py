@@ -61,7 +61,15 @@ class SourceRecorder(Protocol):
 
     async def claim_source(self, facts: SourceFacts) -> bool: ...
 
-    async def link(self, facts: SourceFacts, *, sha256: str, size: int) -> Link: ...
+    async def link(
+        self,
+        facts: SourceFacts,
+        *,
+        sha256: str,
+        size: int,
+        converted_from: str | None = None,
+        sent_sha256: str | None = None,
+    ) -> Link: ...
 
     async def reset(self, content_id: int) -> bool: ...
 
@@ -71,7 +79,9 @@ class Recorder(Protocol):
 
     def attempt(self, content_id: int) -> None: ...
 
-    async def done(self, content_id: int, result: UploadResult) -> None: ...
+    async def done(
+        self, content_id: int, result: UploadResult, *, sent_sha256: str | None = None
+    ) -> None: ...
 
     async def failed(
         self, content_id: int, error: str, *, trace_id: str | None, retryable: bool

@@ -4,11 +4,13 @@
     #     the ledger in one query, and decide each entry (`plan.decide`); entries that need no
     #     I/O (done earlier, failed earlier, too young, bad) are counted and recorded here;
     # 2b. prepare, one entry at a time: hash the file (or reuse its recorded hash, or download
-    #     the URL), probe the bytes, and link the source to its content in the ledger; a content
-    #     that still needs sending becomes a `Job`.
+    #     the URL), probe the bytes, decode a format the service does not take into a WAV
+    #     (`convert.py`), and link the source to its content in the ledger; a content that
+    #     still needs sending becomes a `Job`.
 
 State kept here is only for this run: the contents claimed for upload by this run (so the same
-bytes reached twice are sent once). Everything else is in the ledger as soon as it is true.
+bytes reached twice are sent once, and decoded once). Everything else is in the ledger as soon
+as it is true.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from pathlib import Path
 from pipeline.content.body import Body
 from pipeline.content.hashing import read_and_hash
 from pipeline.content.located import Located
-from pipeline.content.probe import AudioInfo, probe, probe_bytes
+from pipeline.content.probe import AudioInfo, OtherFormat, probe, probe_bytes
 from pipeline.core.entry import Entry
-from pipeline.core.errors import EntryError, PermanentError, RunFatal
+from pipeline.core.errors import EntryError, PermanentError, RunFatal, Stopped
 from pipeline.core.records import SourceState
 from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.rows import SourceFacts, facts_of
 from pipeline.ledger.store import Ledger
+from pipeline.run.convert import Converter, never_reason
 from pipeline.run.model import Fetcher, Job, SourceRecorder
 from pipeline.run.plan import Decision, Policy, Step, decide
 from pipeline.run.tally import Tally, reason_key
@@ -61,10 +64,12 @@ class Preparer:
         tally: Tally,
         policy: Policy,
         patience: float,
+        converter: Converter | None = None,  # None: --convert never
         clock_ns: Callable[[], int] = time.time_ns,
         on_fatal: Callable[[RunFatal], None] | None = None,
     ) -> None:
         self.ledger = ledger
+        self.converter = converter
         self.writer = writer
         self.fetcher = fetcher
         self.tally = tally
@@ -73,6 +78,10 @@ class Preparer:
         self.patience = patience  # seconds a restarting ledger server is waited for
         self.on_fatal = on_fatal  # told when a fetch finds nothing more can be read
         self.claimed: set[int] = set()  # contents this run has queued for upload
+        # Contents this run has decoded and queued for upload, by (sha256, purpose): the same
+        # bytes met again link to a content in `claimed` (counted as the same bytes, never
+        # queued again), so they need not be decoded again.
+        self._decoded: dict[tuple[str, str], AudioInfo] = {}
         # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
         self._hashed: collections.OrderedDict[
             tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
@@ -129,6 +138,11 @@ class Preparer:
                 raise
             self.on_fatal(exc)
             return None
+        if isinstance(audio, OtherFormat):
+            located, judged = await self._converted(work.entry, located, audio)
+            if judged is None:
+                return None
+            audio = judged
         if isinstance(audio, PermanentError):
             # Size, mtime and hash are kept, so an unchanged bad file is skipped next time.
             self._fail(work.entry, facts_of(work.entry, located), audio.reason)
@@ -139,6 +153,35 @@ class Preparer:
         except BaseException:
             located.discard()
             raise
+
+    async def _converted(
+        self, entry: Entry, located: Located, other: OtherFormat
+    ) -> tuple[Located, AudioInfo | PermanentError | None]:
+        """The WAV decoded from a source in another format, and what it is; or why it cannot
+        be sent; None when it is dealt with already (left for the next run, or the run is
+        stopping)."""
+        known = self._decoded.get((located.sha256, entry.purpose))
+        if known is not None:
+            return located, known  # linked as the same bytes again: never sent twice
+        try:
+            if self.converter is None:
+                return located, PermanentError(
+                    await asyncio.to_thread(never_reason, other, located)
+                )
+            converted, audio = await self.converter.convert(located, other)
+        except PermanentError as exc:
+            return located, exc
+        except Stopped:
+            located.discard()
+            return located, None
+        except EntryError as exc:  # no decoder installed, or out of time: the next run tries
+            located.discard()
+            self._leave(entry, exc.reason)
+            return located, None
+        except BaseException:
+            located.discard()
+            raise
+        return converted, audio
 
     async def _claim(self, entry: Entry) -> bool:
         """On a shared ledger, claim the source just before its bytes are read: False when
@@ -198,7 +241,14 @@ class Preparer:
         """Record the source against its content; return a job if this run must upload it."""
         entry = work.entry
         facts = facts_of(entry, located, replaces_no_purpose=work.replaces_no_purpose)
-        link = await self.writer.link(facts, sha256=located.sha256, size=located.size)
+        converted = located.converted
+        link = await self.writer.link(
+            facts,
+            sha256=located.sha256,
+            size=located.size,
+            converted_from=converted.converted_from if converted is not None else None,
+            sent_sha256=converted.sha256 if converted is not None else None,
+        )
         status, content_id, ours = link.status, link.content_id, link.claimed
         retry = link.retryable or self.policy.retry_failed
         if status == ContentStatus.FAILED and retry and content_id not in self.claimed:
@@ -209,7 +259,10 @@ class Preparer:
             located.discard()
             return None
         self.claimed.add(content_id)
-        return Job(content_id, entry.source, entry.purpose, entry.filename, audio, located)
+        if converted is not None:
+            self._decoded[(located.sha256, entry.purpose)] = audio
+        filename = entry.filename if converted is None else _as_wav(entry.filename)
+        return Job(content_id, entry.source, entry.purpose, filename, audio, located)
 
     def _count_linked(
         self, entry: Entry, status: str, content_id: int, *, elsewhere: bool = False
@@ -243,6 +296,12 @@ class Preparer:
         self.writer.record_source(
             facts_of(entry), status=SourceStatus.FAILED, error=reason, retryable=True
         )
+
+
+def _as_wav(filename: str) -> str:
+    """The name a decoded WAV is sent under: `a.flac` -> `a.wav`."""
+    stem, dot, _ = filename.rpartition(".")
+    return f"{stem if dot and stem else filename}.wav"
 
 
 def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:

@@ -31,6 +31,8 @@ class Tally:
     would_upload_bytes: collections.Counter[str] = dataclasses.field(
         default_factory=collections.Counter
     )
+    # Sources sent (or, in a dry run, that would be sent) decoded to WAV, by what they were.
+    converted: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     crawl: CrawlStats = dataclasses.field(default_factory=CrawlStats)
     sources_done: bool = False  # every entry has been read from the sources
 
@@ -80,6 +82,8 @@ class Tally:
             "left_for_next_run": self.left_total,
             "left_by_reason": dict(self.left.most_common(20)),
             "retries": self.retries,
+            "converted": sum(self.converted.values()),
+            "converted_by_format": dict(self.converted.most_common(20)),
             "ignored_files": self.crawl.ignored,
             "elapsed_s": round(elapsed, 3),
         }

@@ -113,11 +113,15 @@ class Sender:
             await self._record_failure(job, exc, upload.attempts)
             return None
         self.tally.uploaded += 1
-        self.tally.uploaded_bytes += job.data.size
+        self.tally.uploaded_bytes += job.data.sent.size
+        if job.data.converted is not None:
+            self.tally.converted[job.data.converted.converted_from] += 1
+        converted = job.data.converted
         log.info(
-            "done %s (%s) voice_id=%s instrumental_id=%s attempt %d in %.2f s",
+            "done %s (%s)%s voice_id=%s instrumental_id=%s attempt %d in %.2f s",
             job.source,
             job.purpose,
+            f" sent as WAV decoded from {converted.converted_from}" if converted else "",
             result.voice_id,
             result.instrumental_id,
             upload.attempts,
@@ -157,7 +161,9 @@ class Sender:
                 signal = self._answered(exc)
                 raise
             signal = self._answered(None)
-            await self.writer.done(job.content_id, result)
+            converted = job.data.converted
+            sent = converted.sha256 if converted is not None else None
+            await self.writer.done(job.content_id, result, sent_sha256=sent)
             return result
         finally:
             if signal is None:
@@ -176,7 +182,7 @@ class Sender:
         self.tally.sending[job.content_id] = job.source
         try:
             return await self.uploader.upload(
-                job.data.body,
+                job.data.sent,
                 purpose=job.purpose,
                 filename=job.filename,
                 content_type=job.audio.content_type,
@@ -221,8 +227,8 @@ class Sender:
 
 
 class DrySender:
-    """The upload step of a dry run: each job that a real run would send is counted, with its
-    bytes, and nothing goes out."""
+    """The upload step of a dry run: each job that a real run would send is counted, with the
+    bytes it would send (a decoded WAV's, for a source converted), and nothing goes out."""
 
     fatal: RunFatal | None = None
     outage: ServiceDown | None = None
@@ -237,5 +243,7 @@ class DrySender:
     async def attempt(self, upload: Upload) -> float | None:
         job = upload.job
         self.tally.would_upload[job.purpose] += 1
-        self.tally.would_upload_bytes[job.purpose] += job.data.size
+        self.tally.would_upload_bytes[job.purpose] += job.data.sent.size
+        if job.data.converted is not None:
+            self.tally.converted[job.data.converted.converted_from] += 1
         return None

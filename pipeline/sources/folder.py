@@ -23,6 +23,9 @@ from pipeline.sources import CrawlStats
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".mp3", ".flac", ".m4a", ".aac", ".ogg", ".opus", ".aif", ".aiff", ".wma"}
+    # formats the decoder converts (or refuses by name: DSD)
+    | {".aifc", ".oga", ".wv", ".ape", ".tta", ".tak", ".caf", ".au", ".mp2", ".w64", ".mka"}
+    | {".ac3", ".amr", ".shn", ".dsf", ".dff"}
 )
 FOLDER_PURPOSES = {
     "song": "song",

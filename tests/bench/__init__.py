@@ -25,6 +25,9 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
        folder; a no-op rerun of 20,000 objects (against a canned listing stub, `stub_s3.py`,
        since moto lists ~1,000 keys a second; and end to end against moto for reference);
        peak RSS listing 100,000 vs 10,000 objects.
+   11. decoding (`decoding.py`): 40 FLACs of 3 min converted and sent vs `xargs -P 2 ffmpeg`
+       converting them, the decoder's CPU per file, two threads vs one; peak RSS converting a
+       9-minute 24-bit/96 kHz FLAC vs a 1-minute one.
 
 `python -m tests.bench NAME ...` runs only the sections named (`noisy`, `rate_limit`, `fleet`,
 ...: the functions listed in `__main__.py`).

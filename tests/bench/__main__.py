@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import buckets, catalogue, fleet, flow, ledger, probing, throughput
+from tests.bench import buckets, catalogue, decoding, fleet, flow, ledger, probing, throughput
 from tests.bench.context import Context
 from tests.bench.harness import QUICK, REPEATS, scaled
 from tests.bench.table import Goal, render
@@ -33,6 +33,9 @@ SECTIONS: list[Section] = [
     buckets.bucket_upload,
     buckets.bucket_rerun,
     buckets.bucket_memory,
+    decoding.convert_speed,
+    decoding.gil_share,
+    decoding.convert_memory,
 ]
 
 

@@ -25,6 +25,7 @@ from tests.bench.harness import Sample, Sandbox, measure
 
 PACKAGES = {"curl": "curl", "xargs": "findutils", "find": "findutils", "rclone": "rclone"}
 PACKAGES |= {"hyperfine": "hyperfine", "strace": "strace"}
+PACKAGES |= {"sox": "sox", "flac": "flac", "ffmpeg": "ffmpeg"}
 
 
 @functools.cache

@@ -14,6 +14,7 @@ import pytest
 from pipeline.content.probe import (
     AudioInfo,
     LengthFrom,
+    OtherFormat,
     measure,
     probe,
     probe_bytes,
@@ -100,6 +101,28 @@ def test_16_bit_wav(tmp_path: Path) -> None:
 )
 def test_refused_with_a_precise_reason(tmp_path: Path, data: bytes, reason: str) -> None:
     refused(data, tmp_path, reason)
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"fLaC" + bytes(100), "FLAC"),
+        (b"FORM\x00\x00\x00\x00AIFC" + bytes(100), "AIFF"),
+        (b"RIFX\x00\x00\x00\x24WAVEfmt " + bytes(100), "RIFX (big-endian WAV)"),
+        (b"wvpk" + bytes(100), "WavPack"),
+        (b"MAC " + bytes(100), "APE (Monkey's Audio)"),
+        (af.pcm_wav(12.0, code=0x0011), "WAV holding IMA ADPCM"),
+    ],
+)
+def test_formats_a_decoder_may_convert_are_told_apart(data: bytes, kind: str) -> None:
+    """What the decoder is tried on (`OtherFormat`), and what it is never tried on."""
+    with pytest.raises(OtherFormat) as caught:
+        probe_bytes(data)
+    assert caught.value.kind == kind
+    for never in (b"hello, this is text\n" * 50, b"MThd" + bytes(100), b""):
+        with pytest.raises(PermanentError) as plain:
+            probe_bytes(never)
+        assert not isinstance(plain.value, OtherFormat)
 
 
 def test_unreadable_file_is_refused(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
-"""A ledger written by the previous release upgrades in place: every id kept, nothing re-sent.
+"""A ledger written by an earlier release upgrades in place: every id kept, nothing re-sent.
 
-The old ledger is built by the old migrations themselves (Alembic up to revision 0001 only), and
-filled the way the previous release filled it: files uploaded and done, one failed for good.
+The old ledger is built by the old migrations themselves (Alembic up to revision 0001, or 0002),
+and filled the way that release filled it: files uploaded and done, one failed for good.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pipeline.ledger.migrate import _script
 from pipeline.ledger.models import SCHEMA_REVISION
 from pipeline.sandbox.samples import write_wav
 from tests.conftest import SandboxServer, export, run_cli
+from tests.encoders import need, run
 
 pytestmark = pytest.mark.e2e
 
@@ -97,3 +98,56 @@ def test_a_ledger_before_etags_upgrades_in_place_keeping_every_id(
         assert conn.execute("SELECT count(*) FROM sources WHERE etag IS NOT NULL").fetchone() == (
             0,
         )
+
+
+def test_a_0002_ledger_upgrades_and_the_masters_it_refused_are_now_decoded_and_sent(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    """The previous release refused a FLAC (failed for good) and sent WAVs: after the upgrade,
+    every id is kept, the WAVs are not sent again, and the FLAC is decoded and sent."""
+    need("sox", "flac")
+    wavs = [write_wav(tmp_path / "cat" / "song" / f"t{i}.wav", 10.5, seed=i) for i in range(3)]
+    src = tmp_path / "src.wav"
+    run(["sox", "-R", "-n", "-r", "44100", "-b", "16", "-c", "2", str(src), "synth", "11", "sine"])
+    flac = tmp_path / "cat" / "song" / "master.flac"
+    run(["flac", "-s", "-f", "-o", str(flac), str(src)])
+    db = tmp_path / "ingest.db"
+    old_ledger(db, "0002")
+    with sqlite3.connect(db) as conn:
+        for n, path in enumerate(wavs):
+            record_done(conn, path, n)
+        conn.execute(
+            "INSERT INTO sources (source, purpose, kind, path, filename, size, mtime_ns, sha256, "
+            "status, retryable, error, run_id, created_at, updated_at) VALUES "
+            "(?, 'song', 'file', ?, ?, ?, ?, ?, 'failed', 0, ?, 1, 1, 1)",
+            (
+                str(flac),
+                str(flac),
+                flac.name,
+                flac.stat().st_size,
+                flac.stat().st_mtime_ns,
+                hashlib.sha256(flac.read_bytes()).hexdigest(),
+                "FLAC audio is not accepted (only WAV or MP3)",
+            ),
+        )
+        ids = sorted(conn.execute("SELECT id, source FROM sources").fetchall())
+        content_ids = sorted(conn.execute("SELECT id, sha256 FROM contents").fetchall())
+    result = run_cli("run", "cat", "--api-url", sandbox.url, cwd=tmp_path)
+    assert result.code == 0, result.stderr
+    (sent,) = sandbox.requests()  # the FLAC, decoded; no WAV again
+    assert sent["filename"] == "master.wav"
+    with sqlite3.connect(db) as conn:
+        assert (
+            conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_REVISION
+        )
+        assert sorted(conn.execute("SELECT id, source FROM sources").fetchall()) == ids
+        assert sorted(conn.execute("SELECT id, sha256 FROM contents").fetchall())[:3] == (
+            content_ids
+        )
+    records = {Path(r["source"]).name: r for r in export(tmp_path)}
+    assert [records[p.name]["voice_id"] for p in wavs] == [f"vocal-old-{n}" for n in range(3)]
+    assert records["t0.wav"]["converted_from"] is None
+    assert records["t0.wav"]["sent_sha256"] == records["t0.wav"]["sha256"]
+    master = records["master.flac"]
+    assert (master["status"], master["converted_from"]) == ("done", "flac")
+    assert master["sent_sha256"] == sent["sha256"]

@@ -91,6 +91,52 @@ async def test_invalid_uploads_get_2013(
         )
 
 
+@pytest.mark.parametrize(
+    ("rate", "channels", "bits", "encoding"),
+    [
+        (96000, 2, 24, "signed-integer"),  # format 1, 24-bit
+        (44100, 2, 32, "floating-point"),  # format 3 with a fact chunk
+        (48000, 6, 24, "signed-integer"),  # WAVE_FORMAT_EXTENSIBLE
+    ],
+)
+async def test_the_wavs_the_decoder_writes_are_taken_and_flac_still_refused(
+    plain: tuple[UploadClient, Sandbox],
+    tmp_path: Path,
+    rate: int,
+    channels: int,
+    bits: int,
+    encoding: str,
+) -> None:
+    """The headers `content.wavfile` writes for what decoding gives, from a FLAC made by the
+    flac command line; the FLAC itself is refused as the service refuses it."""
+    from pipeline.content.decode import available, decode_to_wav
+    from tests.encoders import need, run
+
+    if not available():
+        pytest.skip("the decoder (av) is not installed")
+    need("sox", "flac", "wavpack")
+    client, sandbox = plain
+    src = tmp_path / "src.wav"
+    fmt = ["-r", str(rate), "-c", str(channels), "-b", str(bits), "-e", encoding]
+    run(["sox", "-R", "-n", *fmt, str(src), "synth", "11", "pinknoise", "vol", "0.3"])
+    packed = tmp_path / ("a.wv" if encoding == "floating-point" else "a.flac")
+    if packed.suffix == ".wv":  # FLAC holds no float
+        run(["wavpack", "-q", "-y", str(src), "-o", str(packed)])
+    else:
+        run(["flac", "-s", "-f", "--lax", "-o", str(packed), str(src)])
+    wav = tmp_path / "a.wav"
+    assert decode_to_wav(packed, wav, timeout=60).format.bits == bits
+    done = await client.upload(
+        file_body(wav), purpose="song", filename="a.wav", content_type="audio/wav"
+    )
+    assert done.voice_id
+    with pytest.raises(PermanentError, match="2013: invalid params: .* is not accepted"):
+        await client.upload(
+            file_body(packed), purpose="song", filename="a.wav", content_type="audio/wav"
+        )
+    assert [r["outcome"] for r in sandbox.requests] == ["ok", "base_resp 2013"]
+
+
 async def test_wrong_key_is_refused(tmp_path: Path) -> None:
     async for client, _ in serve(Sandbox(key="another-key", faults=Faults())):
         with pytest.raises(RunFatal):

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 from typing import Literal
 
+from pipeline.core.errors import PermanentError
+
 Format = Literal["wav", "mp3"]
 
 CONTENT_TYPES: dict[Format, str] = {"wav": "audio/wav", "mp3": "audio/mpeg"}
@@ -28,3 +30,13 @@ class AudioInfo:
     @property
     def content_type(self) -> str:
         return CONTENT_TYPES[self.format]
+
+
+class OtherFormat(PermanentError):
+    """Audio the service does not take as it is, though a decoder may read it: another
+    container (FLAC, AIFF, MP4, Ogg, ...), a WAV holding a compressed codec, or RIFX. `kind`
+    names it for people: "FLAC", "WAV holding IMA ADPCM"."""
+
+    def __init__(self, reason: str, *, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind

@@ -17,7 +17,7 @@ import dataclasses
 import struct
 
 from pipeline.content.audio import tags
-from pipeline.content.audio.info import AudioInfo, LengthFrom
+from pipeline.content.audio.info import AudioInfo, LengthFrom, OtherFormat
 from pipeline.content.audio.mpeg import LENGTHS, STREAM_MASK, Header, find_run, header_at
 from pipeline.content.audio.reader import Reader
 from pipeline.core.errors import PermanentError
@@ -62,9 +62,13 @@ def measure(reader: Reader, start: int) -> AudioInfo:
 def _first_frame(reader: Reader, start: int, end: int) -> tuple[int, Header]:
     found = find_run(reader, start, min(end, start + SEARCH), end)
     if found is None:
-        raise PermanentError(_no_frames(reader, start))
+        reason = _no_frames(reader, start)
+        if reason.startswith("free-format"):
+            raise OtherFormat(reason, kind="free-format MP3")
+        raise PermanentError(reason)
     if found[1].layer != 3:
-        raise PermanentError("MPEG audio layer I/II is not accepted (only WAV or MP3)")
+        kind = "MPEG audio layer I/II"
+        raise OtherFormat(f"{kind} is not accepted (only WAV or MP3)", kind=kind)
     return found
 
 

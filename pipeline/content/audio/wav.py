@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from pipeline.content.audio.info import AudioInfo, LengthFrom
+from pipeline.content.audio.info import AudioInfo, LengthFrom, OtherFormat
 from pipeline.content.audio.reader import Reader
 from pipeline.core.errors import PermanentError
 
@@ -150,8 +150,9 @@ def _parse_fmt(payload: bytes) -> Format:
 def _sub_format(payload: bytes) -> int:
     guid = payload[24:40]
     if len(guid) < 16 or guid[2:] != _GUID_TAIL:
-        raise PermanentError(
-            f"WAV holding audio of an unknown extensible sub-format is not accepted {_ONLY}"
+        raise OtherFormat(
+            f"WAV holding audio of an unknown extensible sub-format is not accepted {_ONLY}",
+            kind="WAV holding an unknown extensible sub-format",
         )
     return int.from_bytes(guid[:2], "little")
 
@@ -160,7 +161,9 @@ def _sent_codec(fmt: Format) -> str:
     if fmt.code in SENT:
         return SENT[fmt.code]
     name = REFUSED.get(fmt.code, f"format 0x{fmt.code:04X}")
-    raise PermanentError(f"WAV holding {name} audio is not accepted {_ONLY}")
+    raise OtherFormat(
+        f"WAV holding {name} audio is not accepted {_ONLY}", kind=f"WAV holding {name}"
+    )
 
 
 def _ds64_data_size(reader: Reader, offset: int, form: bytes) -> int | None:
