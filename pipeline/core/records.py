@@ -11,9 +11,11 @@ import dataclasses
 from pipeline.core.states import ContentStatus, SourceStatus
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class SourceState:
-    """What the ledger knows of one (source, purpose)."""
+    """What the ledger knows of one (source, purpose). Treat it as immutable; not declared
+    frozen because a lookup makes one per row found, and a frozen dataclass of this many fields
+    costs several times as much to build."""
 
     id: int
     size: int | None
