@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from pipeline.ledger.location import Location
+from pipeline.ledger.plain import OUR_TABLES_SQL, REVISION_SQL
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -62,8 +63,8 @@ def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEng
     return engine
 
 
-OUR_TABLES_QUERY = text("SELECT 1 FROM runs, sources, contents WHERE 1 = 0")
-REVISION_QUERY = text("SELECT version_num FROM alembic_version")
+OUR_TABLES_QUERY = text(OUR_TABLES_SQL)
+REVISION_QUERY = text(REVISION_SQL)
 
 
 async def schema_revision(location: Location) -> str | None:
