@@ -67,21 +67,6 @@ OUR_TABLES_QUERY = text(OUR_TABLES_SQL)
 REVISION_QUERY = text(REVISION_SQL)
 
 
-async def schema_revision(location: Location) -> str | None:
-    """The ledger's schema revision, read without Alembic; None when it has none (new, empty,
-    or not a ledger: the migrations then look closer)."""
-    engine = create_engine_for(location, checking=True)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(OUR_TABLES_QUERY)  # fails unless every table of ours is there
-            revision = await conn.scalar(REVISION_QUERY)
-            return None if revision is None else str(revision)
-    except DBAPIError:
-        return None
-    finally:
-        await engine.dispose()
-
-
 # PostgreSQL states that pass: a deadlock or serialization failure (the transaction was rolled
 # back whole), a lock not available, the server shutting down or not yet accepting connections.
 PASSING_STATES = frozenset({"40P01", "40001", "55P03", "57P01", "57P02", "57P03"})

@@ -20,6 +20,7 @@ from pipeline.core.states import ContentStatus, SourceStatus
 # revision is opened without loading Alembic at all; a test keeps it in step with the migrations.
 SCHEMA_REVISION = "0002"
 
+OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})  # and no other
 EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text
 SHOWN = 5  # the most common errors, and the last runs, that status lists
 
