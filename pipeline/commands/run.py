@@ -33,6 +33,7 @@ from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.lock import held
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.unchanged import UnchangedFiles
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
 from pipeline.output.metrics import MetricsFile
@@ -137,7 +138,10 @@ async def _run_with_ledger(
         http = await stack.enter_async_context(
             open_http(concurrency=settings.concurrency, timeout=settings.timeout)
         )
-        parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures)
+        unchanged = _unchanged(settings, ledger, tally)
+        if unchanged is not None:
+            stack.callback(unchanged.close)
+        parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures, unchanged)
         if parts.writer is not None:
             await stack.enter_async_context(parts.writer.running())
         if parts.fleet is not None:
@@ -173,6 +177,16 @@ def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
     return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
 
 
+def _unchanged(settings: Settings, ledger: Ledger, tally: Tally) -> UnchangedFiles | None:
+    """On an SQLite file, the crawl leaves out done, unchanged files itself (one query a
+    listing); a shared ledger is asked the usual way (a fleet's claims need every entry)."""
+    path = ledger.location.path
+    if path is None or ledger.dialect != "sqlite":
+        return None
+    min_age_ns = None if settings.min_age is None else int(settings.min_age * 1e9)
+    return UnchangedFiles(path, min_age_ns=min_age_ns, on_skipped=tally.count_unchanged)
+
+
 def _writer_for(settings: Settings, ledger: Ledger, run_id: int, stop: Stop) -> Writer:
     def stop_on(failure: LedgerWriteError) -> None:
         gone = isinstance(failure, LedgerUnreachable)
@@ -197,6 +211,7 @@ def _assemble(
     tally: Tally,
     stop: Stop,
     figures: Callable[[], dict[str, Any]],
+    unchanged: UnchangedFiles | None = None,
 ) -> _Parts:
     """Every step of the run built whole, each given what it needs. A dry run gets a writer
     that records nothing and a sender that sends nothing, and no fleet."""
@@ -226,7 +241,11 @@ def _assemble(
         patience=settings.max_outage,
     )
     batches = iter_batches(
-        roots, purpose=settings.purpose, stats=tally.crawl, encoding=settings.manifest_encoding
+        roots,
+        purpose=settings.purpose,
+        stats=tally.crawl,
+        encoding=settings.manifest_encoding,
+        unchanged=unchanged,
     )
     metrics = _metrics(settings, ledger)
     fleet = None

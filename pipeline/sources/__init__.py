@@ -10,9 +10,13 @@ import dataclasses
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.entry import Entry
 from pipeline.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pipeline.sources.folder import Unchanged
 
 
 @dataclasses.dataclass
@@ -64,10 +68,11 @@ async def iter_batches(
     purpose: str | None,
     stats: CrawlStats,
     encoding: str | None = None,
+    unchanged: Unchanged | None = None,
 ) -> AsyncIterator[list[Entry]]:
     """Entries in batches (a directory listing, a few hundred manifest rows), so that what is
     looked up, decided and recorded per entry can be done per batch. `encoding` is for
-    manifests without a byte-order mark."""
+    manifests without a byte-order mark; `unchanged` for folders (see `folder.Unchanged`)."""
     from pipeline.sources.folder import walk_folder
     from pipeline.sources.manifest import read_manifest
 
@@ -77,7 +82,9 @@ async def iter_batches(
             rows = read_manifest(source.path, purpose=purpose, encoding=encoding, origin=origin)
             batches = _batched(rows)
         else:
-            batches = walk_folder(source.path, purpose=purpose, stats=stats, origin=origin)
+            batches = walk_folder(
+                source.path, purpose=purpose, stats=stats, origin=origin, unchanged=unchanged
+            )
         async for batch in batches:
             yield batch
 
