@@ -31,11 +31,11 @@ from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
 from pipeline.flow.backoff import patience, retrying
-from pipeline.ledger.claims import Claims, heartbeat
+from pipeline.ledger.claims import Claims
 from pipeline.ledger.commits import AsyncCommitter, Committer, ThreadCommitter
-from pipeline.ledger.engines import create_sync_engine_for, worth_retrying
+from pipeline.ledger.engines import worth_retrying
 from pipeline.ledger.rows import SourceFacts, source_row
-from pipeline.ledger.statements import Link, Op, OpKind, Statements
+from pipeline.ledger.statements import CoreStatements, Link, Op, OpKind, SqliteStatements
 from pipeline.ledger.store import Clock, Ledger
 from pipeline.ledger.watch import FileGone, FileWatch
 
@@ -87,13 +87,14 @@ class Writer:
         own and a watch on the file; on a server database, the async engine's connection and,
         with a `lease`, claims (several runs may share the ledger)."""
         claims = Claims(ledger.dialect, run_id, lease) if lease is not None else None
-        statements = Statements(ledger.dialect, claims)
-        sync_engine = create_sync_engine_for(ledger.location)
         path = ledger.location.path
+        committer: Committer
+        if ledger.dialect == "sqlite" and path is not None and claims is None:
+            committer = ThreadCommitter(path, SqliteStatements(ledger.dialect, claims))
+        else:
+            committer = AsyncCommitter(ledger.engine, CoreStatements(ledger.dialect, claims))
         return cls(
-            ThreadCommitter(sync_engine, statements)
-            if sync_engine is not None
-            else AsyncCommitter(ledger.engine, statements),
+            committer,
             dialect=ledger.dialect,
             shown=ledger.location.shown,
             clock=ledger.clock,
@@ -215,7 +216,7 @@ class Writer:
         claims = self.claims
         if claims is not None:
             return await self.call(lambda conn: claims.heartbeat(conn, summary))
-        await self.call(lambda conn: heartbeat(conn, self._dialect, self.run_id, summary))
+        await self._wait(Op(OpKind.HEARTBEAT, {"run_id": self.run_id, "summary": summary}))
         return 1
 
     async def flush(self) -> None:

@@ -17,7 +17,6 @@ from pipeline.core.records import UploadResult
 from pipeline.core.states import RunStatus, SourceStatus
 from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
-from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.figures import read_async
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
@@ -255,8 +254,6 @@ async def test_a_claim_never_waits_for_another_run_s_row_lock(pg_url: str) -> No
          "status": "ok", "retryable": 0, "origin": "/cat", "created_at": 0.0, "updated_at": 0.0}
         for name in ("a", "b")
     ]  # fmt: skip
-    engine = create_sync_engine_for(ledger.location)
-    assert engine is None  # PostgreSQL: the ledger's async engine, as the writer uses it
     async with ledger.engine.connect() as holder, ledger.engine.connect() as other:
         async with holder.begin():
             assert await holder.run_sync(mine.sources, rows) == {
