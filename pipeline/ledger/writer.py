@@ -3,8 +3,8 @@
 Tasks hand their changes to `Writer` and go on; one task applies everything that has queued up
 in a single transaction, with one `executemany` per kind of change, then commits, then tells the
 waiting tasks. There is no fixed window: a commit takes whatever arrived while the previous one
-ran, so under load many changes share one commit and when idle a change is committed at once.
-Changes are applied in the order they were queued.
+ran (up to GROUP_MAX changes), so under load many changes share one commit and when idle a
+change is committed at once. Changes are applied in the order they were queued.
 
 A caller awaits the changes it must know are durable before it goes on (the link of a source to
 its content, whose id it needs; an upload's `done`, before its request slot is reused), and
@@ -42,6 +42,10 @@ from pipeline.ledger.watch import FileGone, FileWatch
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnFailure = Callable[[LedgerWriteError], None]
+# Changes in one commit at most. A backlog (a slow disk, a busy machine) would otherwise make
+# each commit's parameter lists grow with the run, and the memory they leave behind with them;
+# past a few hundred rows a statement's executemany gains nothing per row.
+GROUP_MAX = 512
 
 
 class Writer:
@@ -245,7 +249,10 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._ops = self._ops, []
+            batch = self._ops[:GROUP_MAX]
+            del self._ops[:GROUP_MAX]
+            if self._ops:
+                self._wake.set()  # the rest goes in the next commit, at once
             try:
                 results = await self._commit_patiently(batch)
                 if self._watch is not None:
