@@ -36,7 +36,9 @@ Listed = tuple[str, int, int]  # a file of a listing: (ledger key, size, mtime_n
 
 
 class UnchangedFiles:
-    """Asked from worker threads (a connection per thread, opened on first use)."""
+    """Asked from worker threads, one listing at a time: one connection, opened on first use and
+    shared under a lock (a connection per thread would hold a page cache each, up to 2 MB, for
+    as many threads as the default executor has)."""
 
     def __init__(
         self,
@@ -50,8 +52,7 @@ class UnchangedFiles:
         self.min_age_ns = min_age_ns
         self.on_skipped = on_skipped
         self.clock_ns = clock_ns
-        self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def done(self, purpose: str, files: Sequence[Listed]) -> set[str]:
@@ -62,40 +63,40 @@ class UnchangedFiles:
             oldest = self.clock_ns() - self.min_age_ns
             files = [f for f in files if f[2] <= oldest]  # younger ones: the usual way says so
         wanted = {key: (size, mtime) for key, size, mtime in files}
-        keys, found = list(wanted), set[str]()
         try:
-            conn = self._conn()
-            for start in range(0, len(keys), CHUNK):
-                chunk = keys[start : start + CHUNK]
-                sql = QUERY.format(",".join("?" * len(chunk)))
-                args = (purpose, SourceStatus.OK.value, ContentStatus.DONE.value, *chunk)
-                rows = conn.execute(sql, args)
-                found.update(key for key, size, mtime in rows if wanted[key] == (size, mtime))
+            with self._lock:
+                found = self._found(purpose, wanted)
         except sqlite3.Error:
             return set()  # unreadable now: every file goes the usual way, which reports it
+        return found
+
+    def _found(self, purpose: str, wanted: dict[str, tuple[int, int]]) -> set[str]:
+        conn, found, keys = self._connected(), set[str](), list(wanted)
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            sql = QUERY.format(",".join("?" * len(chunk)))
+            args = (purpose, SourceStatus.OK.value, ContentStatus.DONE.value, *chunk)
+            rows = conn.execute(sql, args)
+            found.update(key for key, size, mtime in rows if wanted[key] == (size, mtime))
         return found
 
     def skipped(self, count: int) -> None:
         """`count` files were left out of the crawl so (called on the event loop)."""
         self.on_skipped(count)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
+    def _connected(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(
                 self.uri,
                 uri=True,
                 timeout=BUSY_TIMEOUT,
                 isolation_level=None,
-                check_same_thread=False,  # closed by `close`, from the event loop's thread
+                check_same_thread=False,  # any worker thread, one at a time (the lock)
             )
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
+        return self._conn
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
