@@ -218,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             flags=flags,
             need_key=args.command == "run" and not flags.get("dry_run"),
         )
+        if args.command == "status":  # an SQLite ledger's needs no event loop
+            from pipeline.commands import reading
+
+            code = reading.status_at_once(settings, as_json=args.json)
+            if code is not None:
+                return code
         import asyncio  # here, not at the top: `ingest --help` should not pay for it
 
         return asyncio.run(_dispatch(args, settings, argv))

@@ -18,8 +18,7 @@ from pipeline.core.exits import Exit
 from pipeline.ledger import Location, open_ledger
 from pipeline.ledger.figures import Figures, read_async, read_sqlite
 from pipeline.ledger.files import check_file
-from pipeline.ledger.lock import held
-from pipeline.ledger.queries import EXPORT_COLUMNS
+from pipeline.ledger.plain import EXPORT_COLUMNS
 from pipeline.output.export import Exporter
 from pipeline.output.status import render_status, status_data
 
@@ -39,11 +38,20 @@ async def _open_existing(settings: Settings) -> Ledger:
     return await open_ledger(settings.db)
 
 
-async def status(settings: Settings, *, as_json: bool = False) -> int:
+def status_at_once(settings: Settings, *, as_json: bool = False) -> int | None:
+    """`ingest status` of an SQLite ledger at the newest schema, read with no event loop and no
+    SQLAlchemy; None when the ledger must be opened the usual way (`status`)."""
     _require_existing(settings.db)
     figures = read_sqlite(settings.db) if settings.db.path is not None else None
-    if figures is None:
-        figures = await _read_figures(settings)
+    return None if figures is None else _show(settings, figures, as_json)
+
+
+async def status(settings: Settings, *, as_json: bool = False) -> int:
+    code = status_at_once(settings, as_json=as_json)
+    return code if code is not None else _show(settings, await _read_figures(settings), as_json)
+
+
+def _show(settings: Settings, figures: Figures, as_json: bool) -> int:
     data = status_data(
         figures.counts,
         figures.runs,
@@ -128,6 +136,7 @@ def _writer(output: str | None) -> Iterator[TextIO]:
 async def db(settings: Settings, action: str) -> int:
     if action == "upgrade":
         from pipeline.ledger import migrate  # Alembic: loaded only where it is needed
+        from pipeline.ledger.lock import held  # asyncio: not for `status`
 
         check_file(settings.db)
         async with held(settings.db, wait=False):

@@ -33,6 +33,7 @@ from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.lock import held
 from pipeline.ledger.store import Ledger
+from pipeline.ledger.unchanged import UnchangedFiles
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
 from pipeline.output.metrics import MetricsFile
@@ -166,7 +167,12 @@ async def _run_with_ledger(
         )
         store = _store(settings, stop)  # its client is made only if a bucket is met
         stack.push_async_callback(store.close)
-        parts = _assemble(settings, ledger, run_id, (http, store), roots, tally, stop, figures)
+        unchanged = _unchanged(settings, ledger, tally)
+        if unchanged is not None:
+            stack.callback(unchanged.close)
+        parts = _assemble(
+            settings, ledger, run_id, (http, store), roots, tally, stop, figures, unchanged
+        )
         if parts.converter is not None:
             stack.callback(parts.converter.close)  # its WAVs go, whatever ends the run
         if parts.writer is not None:
@@ -208,6 +214,16 @@ def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
     return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
 
 
+def _unchanged(settings: Settings, ledger: Ledger, tally: Tally) -> UnchangedFiles | None:
+    """On an SQLite file, the crawl leaves out done, unchanged files itself (one query a
+    listing); a shared ledger is asked the usual way (a fleet's claims need every entry)."""
+    path = ledger.location.path
+    if path is None or ledger.dialect != "sqlite":
+        return None
+    min_age_ns = None if settings.min_age is None else int(settings.min_age * 1e9)
+    return UnchangedFiles(path, min_age_ns=min_age_ns, on_skipped=tally.count_unchanged)
+
+
 def _writer_for(settings: Settings, ledger: Ledger, run_id: int, stop: Stop) -> Writer:
     def stop_on(failure: LedgerWriteError) -> None:
         gone = isinstance(failure, LedgerUnreachable)
@@ -232,6 +248,7 @@ def _assemble(
     tally: Tally,
     stop: Stop,
     figures: Callable[[], dict[str, Any]],
+    unchanged: UnchangedFiles | None = None,
 ) -> _Parts:
     """Every step of the run built whole, each given what it needs. A dry run gets a writer
     that records nothing and a sender that sends nothing, and no fleet."""
@@ -277,6 +294,7 @@ def _assemble(
         stats=tally.crawl,
         encoding=settings.manifest_encoding,
         lister=store,
+        unchanged=unchanged,
     )
     metrics = _metrics(settings, ledger)
     fleet = None

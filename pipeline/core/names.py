@@ -106,8 +106,9 @@ def path_bytes(key: str) -> bytes:
 def wire_filename(name: str) -> str:
     """The `filename` sent with an upload: raw UTF-8, with bytes that are not UTF-8 and control
     characters replaced by U+FFFD. Idempotent, so it can be applied at every layer."""
-    text = os.fsencode(name).decode("utf-8", "replace") if not is_plain(name) else name
-    return _CONTROL.sub(REPLACEMENT, text)
+    if is_plain(name):
+        return name  # nothing to replace (most names): no regular expression run
+    return _CONTROL.sub(REPLACEMENT, os.fsencode(name).decode("utf-8", "replace"))
 
 
 def shown(text: str) -> str:

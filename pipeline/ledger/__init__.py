@@ -24,14 +24,14 @@ async def open_ledger(
 ) -> Ledger:
     """Check, create or upgrade the schema, then return a Ledger over it. `check=False` when
     the caller has already run `files.check_file`."""
-    from pipeline.ledger.engines import create_engine_for, schema_revision
-    from pipeline.ledger.models import SCHEMA_REVISION
+    from pipeline.ledger.engines import create_engine_for
+    from pipeline.ledger.schema import ready
     from pipeline.ledger.store import Ledger
 
     location = parse_location(where)
     if check:
         _check_file(location)
-    if await schema_revision(location) != SCHEMA_REVISION:
+    if not await ready(location):  # at the newest schema, or new and created so, in one go
         from pipeline.ledger.migrate import upgrade  # Alembic: only when there is work for it
 
         await upgrade(location, check=False)

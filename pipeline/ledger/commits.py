@@ -1,12 +1,15 @@
 """Where the writer's transactions run: the two back ends of one `commit(batch)`.
 
-- `ThreadCommitter` (an SQLite file): a synchronous connection in a thread of the writer's own,
-  so a whole commit is one hand-off to that thread, not one per statement;
+- `ThreadCommitter` (an SQLite file): a plain `sqlite3` connection in a thread of the writer's
+  own, so a whole commit is one hand-off to that thread, not one per statement, and the thread
+  spends its time in SQLite rather than in SQLAlchemy's work per statement;
 - `AsyncCommitter` (a server database): the async engine's own connection, the statements run
   through `run_sync`.
 
 Each keeps one connection for the run (no pool checkout per commit) and replaces it when the
-server dropped it. The statements themselves are `statements.py`'s.
+server dropped it. The statements themselves are `statements.py`'s. An error of `sqlite3` is
+raised as SQLAlchemy's `DBAPIError` (its `orig` the sqlite3 error), as the async back end's
+are, so the writer judges both alike.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import sqlite3
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from pipeline.ledger.statements import Op, Statements
+from pipeline.ledger.engines import PRAGMAS, WAL_PRAGMAS
+from pipeline.ledger.statements import CoreStatements, Op, SqliteStatements
+
+BUSY_TIMEOUT = 10.0  # seconds another connection's write is waited for (as busy_timeout)
 
 
 class Committer(Protocol):
@@ -33,11 +40,12 @@ class Committer(Protocol):
 
 
 class ThreadCommitter:
-    def __init__(self, engine: Engine, statements: Statements) -> None:
-        self._engine = engine
+    def __init__(self, path: Path, statements: SqliteStatements) -> None:
+        # mode=rw: a ledger removed under the run is reported, never created again here.
+        self._uri = path.absolute().as_uri() + "?mode=rw"
         self._statements = statements
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        self._conn: Connection | None = None
+        self._conn: sqlite3.Connection | None = None
 
     async def commit(self, batch: Sequence[Op]) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -45,24 +53,42 @@ class ThreadCommitter:
 
     def _commit(self, batch: Sequence[Op]) -> list[Any]:
         """Blocking, in the writer's thread."""
-        if self._conn is None or self._conn.invalidated or self._conn.closed:
-            self._conn = self._engine.connect()
-        with self._conn.begin():
-            return self._statements.apply(self._conn, batch)
+        try:
+            conn = self._connected()
+            conn.execute("BEGIN")
+            try:
+                results = self._statements.apply(conn, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            return results
+        except sqlite3.Error as exc:
+            self._drop()  # the next commit starts on a fresh connection
+            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+
+    def _connected(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+            for pragma in (*WAL_PRAGMAS, *PRAGMAS):  # as every connection to a ledger has
+                conn.execute(pragma)
+            self._conn = conn
+        return self._conn
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
         self._thread.shutdown(wait=False)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(DBAPIError):
-                self._conn.close()
-        self._engine.dispose()
 
 
 class AsyncCommitter:
-    def __init__(self, engine: AsyncEngine, statements: Statements) -> None:
+    def __init__(self, engine: AsyncEngine, statements: CoreStatements) -> None:
         self._engine = engine
         self._statements = statements
         self._conn: AsyncConnection | None = None

@@ -5,10 +5,15 @@ source is never recorded, a claim is always granted, and a link says what the le
 content (done, failed, or new), under an id made up for this run, so the steps decide exactly as
 they would for real (skip what is done, upload each new content once) without changing a byte of
 the ledger.
+
+What the ledger knows of a content is asked once per (sha256, purpose) and remembered: nothing
+changes it during a dry run, and a manifest naming one file on many rows would otherwise pay a
+query (and its thread hops) for every row.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pipeline.core.records import UploadResult
@@ -24,7 +29,10 @@ class DryWriter:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        self._ids: dict[tuple[str, str], int] = {}  # made-up content ids, by (sha256, purpose)
+        # By (sha256, purpose): the answer, or the question under way (rows of the same bytes
+        # being prepared at once wait for the one query).
+        self._links: dict[tuple[str, str], asyncio.Future[Link]] = {}
+        self._made_up = 0  # content ids made up so far: -1, -2, ... (never a real id)
 
     def record_source(self, facts: SourceFacts, **_: Any) -> None:
         """Nothing is recorded."""
@@ -35,9 +43,22 @@ class DryWriter:
     async def link(self, facts: SourceFacts, *, sha256: str, size: int, **_: Any) -> Link:
         """What the ledger knows of these bytes for this purpose; nothing recorded."""
         key = (sha256, facts.purpose)
-        status, retryable = await self._ledger.content_of(*key) or (ContentStatus.PENDING, False)
-        content_id = self._ids.setdefault(key, -1 - len(self._ids))  # never a real id
-        return Link(content_id, status, retryable)
+        known = self._links.get(key)
+        if known is not None:
+            return known.result() if known.done() else await asyncio.shield(known)
+        future: asyncio.Future[Link] = asyncio.get_running_loop().create_future()
+        self._links[key] = future
+        self._made_up -= 1
+        content_id = self._made_up
+        try:
+            status, retryable = await self._ledger.content_of(*key) or (ContentStatus.PENDING, 0)
+        except BaseException as exc:
+            del self._links[key]  # not known after all: the next row asks again
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody may be waiting
+            raise
+        future.set_result(Link(content_id, status, bool(retryable)))
+        return future.result()
 
     async def reset(self, content_id: int) -> bool:
         return True

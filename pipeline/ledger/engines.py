@@ -1,20 +1,26 @@
-"""Engines for a ledger: the async one every command uses, and for SQLite files a synchronous
-one (the writer's own thread, and `status`), with the settings a ledger needs."""
+"""Engines for a ledger (the async one every command uses), with the settings a ledger needs;
+an SQLite ledger's writer sets the same on its plain `sqlite3` connection (`commits.py`)."""
 
 from __future__ import annotations
 
 import functools
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from pipeline.ledger.location import Location
+from pipeline.ledger.plain import OUR_TABLES_SQL, REVISION_SQL
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+# WAL + NORMAL: a process crash loses nothing. Not while checking a file that may not be ours:
+# switching to WAL rewrites the file's header.
+WAL_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
+PRAGMAS = ("PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:
@@ -23,27 +29,13 @@ def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool)
     # is one transaction and a batch of writes is too.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    if wal:  # not while checking a file that may not be ours: it rewrites the file's header
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a process crash loses nothing
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    for pragma in (*WAL_PRAGMAS, *PRAGMAS) if wal else PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
 def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
-
-
-def create_sync_engine_for(location: Location) -> Engine | None:
-    """For an SQLite file, a synchronous engine with the same settings (the ledger writer runs
-    its commits on it, in a thread of its own); None for other databases."""
-    if location.dialect != "sqlite":
-        return None
-    engine = create_engine(location.url.set(drivername="sqlite"))
-    event.listen(engine, "connect", functools.partial(_sqlite_connect, wal=True))
-    event.listen(engine, "begin", _sqlite_begin)
-    return engine
 
 
 def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEngine:
@@ -62,23 +54,8 @@ def create_engine_for(location: Location, *, checking: bool = False) -> AsyncEng
     return engine
 
 
-OUR_TABLES_QUERY = text("SELECT 1 FROM runs, sources, contents WHERE 1 = 0")
-REVISION_QUERY = text("SELECT version_num FROM alembic_version")
-
-
-async def schema_revision(location: Location) -> str | None:
-    """The ledger's schema revision, read without Alembic; None when it has none (new, empty,
-    or not a ledger: the migrations then look closer)."""
-    engine = create_engine_for(location, checking=True)
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(OUR_TABLES_QUERY)  # fails unless every table of ours is there
-            revision = await conn.scalar(REVISION_QUERY)
-            return None if revision is None else str(revision)
-    except DBAPIError:
-        return None
-    finally:
-        await engine.dispose()
+OUR_TABLES_QUERY = text(OUR_TABLES_SQL)
+REVISION_QUERY = text(REVISION_SQL)
 
 
 # PostgreSQL states that pass: a deadlock or serialization failure (the transaction was rolled

@@ -7,7 +7,9 @@ committing on its own, see `engines._sqlite_connect`), so a kill at any moment l
 the old schema or the new one. A ledger that an older ingest left half-created (its tables, all
 empty, and no version) is recognised and built again from scratch.
 
-Alembic is synchronous; it runs on the async engine's connection through `run_sync`.
+Alembic is synchronous; it runs on the async engine's connection through `run_sync`. Opening a
+ledger comes here only when there is something to decide: a ledger at the newest schema, or a
+database with no tables at all, is made ready by `schema.ready` without loading Alembic.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from pipeline.core.errors import LedgerError
 from pipeline.ledger.engines import create_engine_for
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import Location, parse_location
-
-OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})
+from pipeline.ledger.plain import OUR_TABLES
 
 
 def migrations_dir() -> Path:

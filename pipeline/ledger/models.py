@@ -39,9 +39,14 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-# The newest migration in migrations/versions/. A ledger at this revision is opened without
-# loading Alembic at all (a test keeps this in step with the migrations).
-SCHEMA_REVISION = "0004"
+# The newest migration in migrations/versions/: defined in `plain` so that `status` can check it
+# without SQLAlchemy (a test keeps it in step with the migrations).
+from pipeline.ledger.plain import SCHEMA_REVISION as SCHEMA_REVISION
+
+# Columns are in the order the migrations leave them (later ones were added at the end), and a
+# 64-bit integer is INTEGER on SQLite as the migrations made it (SQLite's INTEGER holds 64 bits):
+# `schema.create` builds a new ledger from these tables, the same schema the migrations build.
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
 
 metadata = MetaData()
 
@@ -51,7 +56,7 @@ contents = Table(
     Column("id", Integer, primary_key=True),
     Column("sha256", Text, nullable=False),
     Column("purpose", Text, nullable=False),
-    Column("size", BigInteger),
+    Column("size", Int64),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("retryable", Integer, nullable=False, server_default="0"),
     Column("attempts", Integer, nullable=False, server_default="0"),
@@ -82,13 +87,10 @@ sources = Table(
     Column("kind", Text, nullable=False),
     Column("path", Text),
     Column("filename", Text),
-    Column("size", BigInteger),
-    Column("mtime_ns", BigInteger),
+    Column("size", Int64),
+    Column("mtime_ns", Int64),
     Column("sha256", Text),
     Column("content_id", Integer, ForeignKey("contents.id", name="fk_sources_content_id")),
-    # The status of that content, repeated here by every write that changes it, so that counts
-    # by status read one table (on a million sources, a join costs seconds).
-    Column("content_status", Text),
     Column("status", Text, nullable=False, server_default="ok"),
     Column("retryable", Integer, nullable=False, server_default="0"),
     Column("error", Text),
@@ -101,6 +103,9 @@ sources = Table(
     Column("origin", Text),  # the folder or manifest it was found in (absolute path)
     Column("claimed_by", Integer),  # the run hashing or fetching it (a fleet's ledger), until...
     Column("claimed_until", Float),  # ...this time by the database's clock, unless renewed
+    # The status of its content, repeated here by every write that changes it, so that counts
+    # by status read one table (on a million sources, a join costs seconds).
+    Column("content_status", Text),
     Column("etag", Text),  # an object's ETag (a bucket's), compared with the next listing's
     UniqueConstraint("source", "purpose", name="uq_sources_source_purpose"),
     Index("ix_sources_content_id", "content_id"),

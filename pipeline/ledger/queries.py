@@ -1,12 +1,11 @@
 """The ledger's queries, in SQLAlchemy Core only (no engine, no ORM): shared by the async
-repository (`store.py`), the writer's statements, and `status`, which reads an SQLite ledger
-synchronously so that it starts in a fraction of a second.
+repository (`store.py`), the writer's statements, `export` and `status` (on a server database;
+an SQLite ledger's status is read with this SQL compiled to text, in `plain.py`, which needs no
+SQLAlchemy at all).
 """
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, and_, bindparam, case, cast, func, literal, select
@@ -16,6 +15,9 @@ from sqlalchemy.sql import Select
 from pipeline.core.records import EXPORT_FIELDS
 from pipeline.core.states import ContentStatus, RunStatus, SourceStatus
 from pipeline.ledger.models import contents, runs, sources
+from pipeline.ledger.plain import EXPORT_COLUMNS as EXPORT_COLUMNS
+from pipeline.ledger.plain import shown_counts as shown_counts
+from pipeline.ledger.plain import top_errors as top_errors
 
 
 def db_epoch(dialect: str) -> ColumnElement[float]:
@@ -60,9 +62,6 @@ STATE_QUERY = (
     .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
     .where(sources.c.source.in_(bindparam("keys", expanding=True)))
 )
-
-
-EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text
 
 
 def export_query() -> Any:
@@ -130,15 +129,6 @@ def counts_query() -> Select[Any]:
     ).group_by(sources.c.status, sources.c.content_status, sources.c.purpose)
 
 
-def shown_counts(rows: Iterable[Any]) -> list[tuple[str, str, int]]:
-    """(purpose, status, sources) from `counts_query`'s rows, with the status exports show."""
-    totals: collections.Counter[tuple[str, str]] = collections.Counter()
-    for status, content_status, purpose, n in rows:
-        shown = status if status != SourceStatus.OK else content_status
-        totals[(str(purpose), str(shown or ContentStatus.PENDING))] += int(n)
-    return [(purpose, status, n) for (purpose, status), n in sorted(totals.items())]
-
-
 def converted_query() -> Select[Any]:
     """Contents decoded to WAV, by (what from, status): from `ix_contents_converted` alone."""
     return (
@@ -166,13 +156,6 @@ def error_queries() -> tuple[Select[Any], Select[Any]]:
         .group_by(contents.c.error)
     )
     return own, content
-
-
-def top_errors(rows: Iterable[Any], limit: int) -> list[tuple[str, int]]:
-    totals: collections.Counter[str] = collections.Counter()
-    for error, n in rows:
-        totals[str(error)] += int(n)
-    return totals.most_common(limit)
 
 
 def last_runs_query(limit: int) -> Select[Any]:

@@ -26,9 +26,11 @@ WRITTEN = tuple(column.name for column in sources.columns if column.name != "id"
 SOURCE_COLUMNS = tuple(c for c in WRITTEN if c not in ("source", "purpose", "created_at"))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class SourceFacts:
-    """What was learned about a source in this run, to be recorded."""
+    """What was learned about a source in this run, to be recorded. Treat it as immutable; it
+    is not declared frozen because a run makes one or two per entry, and a frozen dataclass of
+    this many fields costs several times as much to build."""
 
     source: str
     purpose: str
@@ -70,24 +72,25 @@ def facts_of(
     entry: Entry, located: Located | None = None, *, replaces_no_purpose: bool = False
 ) -> SourceFacts:
     body = located.body if located is not None else None
+    # Positional, in the fields' order: a run makes one or two per entry, keywords cost more.
     return SourceFacts(
-        source=entry.source,
-        purpose=entry.purpose,
-        kind=entry.kind,
-        written=entry.written,
-        path=source_key(str(entry.path)) if entry.path is not None else None,
-        filename=wire_filename(entry.filename),
-        # An object's listed size stands until its bytes are fetched: with its ETag, it is
-        # what the next listing is compared with.
-        size=body.size if body is not None else (entry.size if entry.kind == "s3" else None),
-        mtime_ns=body.mtime_ns if body is not None else None,
-        sha256=located.sha256 if located is not None else None,
-        line=entry.line,
-        external_id=entry.external_id,
-        extra=entry.extra,
-        origin=entry.origin,
-        etag=(located.etag if located is not None else None) or entry.etag,
-        replaces_no_purpose=replaces_no_purpose,
+        entry.source,
+        entry.purpose,
+        entry.kind,
+        entry.written,
+        source_key(entry.path) if entry.path is not None else None,
+        wire_filename(entry.filename),
+        # An object's listed size stands until its bytes are fetched: with its ETag, it is what
+        # the next listing is compared with.
+        body.size if body is not None else (entry.size if entry.kind == "s3" else None),
+        body.mtime_ns if body is not None else None,
+        located.sha256 if located is not None else None,
+        entry.line,
+        entry.external_id,
+        entry.extra,
+        entry.origin,
+        (located.etag if located is not None else None) or entry.etag,
+        replaces_no_purpose,
     )
 
 

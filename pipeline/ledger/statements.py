@@ -2,8 +2,10 @@
 with all its rows, in a fixed order of kinds, and of rows within a kind.
 
 They run on a synchronous connection: on SQLite in the writer's own thread, so a whole commit
-is one hand-off to that thread (not one per statement); on PostgreSQL through the async
-engine's `run_sync`.
+is one hand-off to that thread (not one per statement), with the standard `sqlite3` module
+(`SqliteStatements`: these same statements compiled once to SQLite's SQL, which spares the
+writer's thread SQLAlchemy's work per statement); on PostgreSQL through the async engine's
+`run_sync`.
 
 Rows are sorted by their key: two runs writing the same rows (on a shared ledger) then lock them
 in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. The
@@ -22,16 +24,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-from collections.abc import Callable, Sequence
-from typing import Any
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, column, delete, func, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 
 from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.claims import Claims
-from pipeline.ledger.models import contents, sources
-from pipeline.ledger.queries import dialect_insert
+from pipeline.ledger.models import contents, runs, sources
+from pipeline.ledger.queries import db_epoch, dialect_insert
 from pipeline.ledger.rows import SOURCE_COLUMNS, WRITTEN
 
 
@@ -57,6 +62,7 @@ class OpKind(enum.StrEnum):
     ATTEMPT = "attempt"  # count an attempt before its request goes out
     DONE = "done"  # the service took the content: its ids
     FAILED = "failed"  # the content failed (for good, or left for the next run)
+    HEARTBEAT = "heartbeat"  # the run is alive, with its figures so far (a ledger of its own)
     CALL = "call"  # run a function inside the commit (the claims of a shared ledger)
     FLUSH = "flush"  # nothing: its future tells when everything before it is committed
 
@@ -70,7 +76,9 @@ class Op:
 
 
 # One UPDATE each, in this order.
-_SIMPLE = (OpKind.RESET, OpKind.ATTEMPT, OpKind.DONE, OpKind.FAILED, OpKind.LEAVE)
+_SIMPLE = (
+    OpKind.RESET, OpKind.ATTEMPT, OpKind.DONE, OpKind.FAILED, OpKind.LEAVE, OpKind.HEARTBEAT
+)  # fmt: skip
 _MIRRORED = {
     OpKind.RESET: ContentStatus.PENDING,
     OpKind.DONE: ContentStatus.DONE,
@@ -78,7 +86,13 @@ _MIRRORED = {
 }
 
 
-class Statements:
+C = TypeVar("C")  # the connection a commit runs on
+
+
+class Statements(Generic[C]):
+    """The statements, and how a batch applies them; on a SQLAlchemy connection (`CoreStatements`)
+    or a plain `sqlite3` one (`SqliteStatements`)."""
+
     def __init__(self, dialect: str, claims: Claims | None) -> None:
         self.claims = claims
         upsert = dialect_insert(dialect, sources)
@@ -128,13 +142,27 @@ class Statements:
             .where(sources.c.source == bindparam("b_source"))
             .where(sources.c.purpose == bindparam("b_purpose"))
             .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None),
+            OpKind.HEARTBEAT: update(runs)
+            .where(runs.c.id == bindparam("run_id"))
+            .values(heartbeat_at=db_epoch(dialect)),
         }
 
-    def apply(self, conn: Connection, batch: Sequence[Op]) -> list[Any]:
+    # What a back end provides: run a statement for many rows, read the contents of these
+    # shas, and run a function inside the commit.
+    def many(self, conn: C, statement: Any, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def lookup(self, conn: C, shas: list[str]) -> Iterable[Sequence[Any]]:
+        raise NotImplementedError
+
+    def call(self, conn: C, work: Callable[[Connection], Any]) -> Any:
+        raise NotImplementedError
+
+    def apply(self, conn: C, batch: Sequence[Op]) -> list[Any]:
         """Apply a batch in one transaction (the caller's); each op's result, in order."""
         claims = [op.params for op in batch if op.kind is OpKind.CLAIM]
-        claimed = self.claims.sources(conn, claims) if self.claims is not None else set()
-        called = {id(op): op.work(conn) for op in batch if op.work is not None}
+        claimed = self.call(conn, lambda c: self._claim(c, claims)) if claims else set()
+        called = {id(op): self.call(conn, op.work) for op in batch if op.work is not None}
         links = self._links(conn, [op for op in batch if op.kind is OpKind.LINK])
         for op in batch:
             if op.kind is OpKind.LINK:
@@ -142,18 +170,22 @@ class Statements:
                 op.params.update(content_id=link.content_id, content_status=link.status)
         recorded = [o.params for o in batch if o.kind in (OpKind.SOURCE, OpKind.LINK)]
         upserts = sorted(recorded, key=lambda p: (p["source"], p["purpose"]))
-        _many(conn, self.source_upsert, [{k: p[k] for k in WRITTEN} for p in upserts])
+        self.many(conn, self.source_upsert, [{k: p[k] for k in WRITTEN} for p in upserts])
         named = [{"b_source": p["source"]} for p in upserts if p.get("c_replaces_no_purpose")]
-        _many(conn, self.drop_no_purpose, named)
+        self.many(conn, self.drop_no_purpose, named)
         for kind in _SIMPLE:
             rows = sorted((o.params for o in batch if o.kind == kind), key=_row_key)
-            _many(conn, self.simple[kind], rows)
+            self.many(conn, self.simple[kind], rows)
             if kind in _MIRRORED and rows:
                 mirrored = [{"c_id": r["c_id"], "m_status": _MIRRORED[kind]} for r in rows]
-                _many(conn, self.mirror, mirrored)
+                self.many(conn, self.mirror, mirrored)
         return [_result(o, links, called, claimed) for o in batch]
 
-    def _links(self, conn: Connection, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
+    def _claim(self, conn: Connection, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        assert self.claims is not None, "claims are for a shared ledger"
+        return self.claims.sources(conn, rows)
+
+    def _links(self, conn: C, ops: Sequence[Op]) -> dict[tuple[str, str], Link]:
         """Get or create each content, and read it back."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for op in ops:
@@ -171,30 +203,83 @@ class Statements:
             }
         if not rows:
             return {}
-        conn.execute(self.content_insert, [rows[key] for key in sorted(rows)])
+        self.many(conn, self.content_insert, [rows[key] for key in sorted(rows)])
         shas = sorted({sha for sha, _ in rows})
-        found = [
-            row
-            for row in conn.execute(self.content_lookup, {"shas": shas})
-            if (row[0], row[1]) in rows
-        ]
+        found = [row for row in self.lookup(conn, shas) if (row[0], row[1]) in rows]
         ours = self._claim_pending(conn, found)
         return {
             (sha, purpose): Link(cid, status, bool(retry), claimed=ours is None or cid in ours)
             for sha, purpose, cid, status, retry in found
         }
 
-    def _claim_pending(self, conn: Connection, found: Sequence[Any]) -> set[int] | None:
+    def _claim_pending(self, conn: C, found: Sequence[Any]) -> set[int] | None:
         """On a shared ledger, claim the pending contents just linked; None: no claims here."""
-        if self.claims is None:
+        claims = self.claims
+        if claims is None:
             return None
         pending = [row[2] for row in found if row[3] == ContentStatus.PENDING]
-        return self.claims.contents(conn, pending)
+        result: set[int] = self.call(conn, lambda c: claims.contents(c, pending))
+        return result
 
 
-def _many(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        conn.execute(statement, rows)
+class CoreStatements(Statements[Connection]):
+    """On a SQLAlchemy connection (a server database, through the async engine's `run_sync`)."""
+
+    def many(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(statement, rows)
+
+    def lookup(self, conn: Connection, shas: list[str]) -> Iterable[Sequence[Any]]:
+        return conn.execute(self.content_lookup, {"shas": shas})
+
+    def call(self, conn: Connection, work: Callable[[Connection], Any]) -> Any:
+        return work(conn)
+
+
+class SqliteStatements(Statements[sqlite3.Connection]):
+    """On a plain `sqlite3` connection (an SQLite file, in the writer's thread): each statement
+    compiled once to SQLite's SQL, for the keys its rows have, and run with `executemany`. The
+    values a statement sets itself (a status, a count) become defaults of each row. (SQLAlchemy's
+    only bind processing on SQLite, float() for Float columns, is what the columns' REAL affinity
+    does anyway.) Functions to run inside a commit take a SQLAlchemy connection: they are for a
+    shared ledger's claims, which SQLite never has."""
+
+    def __init__(self, dialect: str, claims: Claims | None) -> None:
+        assert dialect == "sqlite" and claims is None
+        super().__init__(dialect, claims)
+        self._dialect = sqlite.dialect(paramstyle="named")
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, dict[str, Any]]] = {}
+        # The lookup reads a JSON list of shas (one parameter, whatever the batch's size).
+        listed: Any = select(column("value")).select_from(func.json_each(bindparam("shas")))
+        self.content_lookup = select(*self.content_lookup.selected_columns).where(
+            contents.c.sha256.in_(listed)
+        )
+
+    def many(self, conn: sqlite3.Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            sql, defaults = self._sql(statement, tuple(rows[0]))
+            conn.executemany(sql, [defaults | row for row in rows] if defaults else rows)
+
+    def lookup(self, conn: sqlite3.Connection, shas: list[str]) -> Iterable[Sequence[Any]]:
+        sql, _ = self._sql(self.content_lookup, ())
+        return conn.execute(sql, {"shas": json.dumps(shas)}).fetchall()
+
+    def call(self, conn: sqlite3.Connection, work: Callable[[Connection], Any]) -> Any:
+        raise TypeError("an SQLite ledger's writer runs no functions inside its commits")
+
+    def _sql(self, statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+        """SQLite's SQL for `statement` run with rows of these keys, and the values it sets
+        itself; compiled once per statement and keys."""
+        found = self._compiled.get((id(statement), keys))
+        if found is None:
+            compiled = statement.compile(
+                dialect=self._dialect, column_keys=list(keys), for_executemany=bool(keys)
+            )
+            defaults = {
+                name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
+            }
+            found = self._compiled[(id(statement), keys)] = (compiled.string, defaults)
+        return found
 
 
 def _row_key(params: dict[str, Any]) -> tuple[int, str, str]:

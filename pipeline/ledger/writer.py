@@ -3,8 +3,8 @@
 Tasks hand their changes to `Writer` and go on; one task applies everything that has queued up
 in a single transaction, with one `executemany` per kind of change, then commits, then tells the
 waiting tasks. There is no fixed window: a commit takes whatever arrived while the previous one
-ran, so under load many changes share one commit and when idle a change is committed at once.
-Changes are applied in the order they were queued.
+ran (up to GROUP_MAX changes), so under load many changes share one commit and when idle a
+change is committed at once. Changes are applied in the order they were queued.
 
 A caller awaits the changes it must know are durable before it goes on (the link of a source to
 its content, whose id it needs; an upload's `done`, before its request slot is reused), and
@@ -31,17 +31,21 @@ from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
 from pipeline.flow.backoff import patience, retrying
-from pipeline.ledger.claims import Claims, heartbeat
+from pipeline.ledger.claims import Claims
 from pipeline.ledger.commits import AsyncCommitter, Committer, ThreadCommitter
-from pipeline.ledger.engines import create_sync_engine_for, worth_retrying
+from pipeline.ledger.engines import worth_retrying
 from pipeline.ledger.rows import SourceFacts, source_row
-from pipeline.ledger.statements import Link, Op, OpKind, Statements
+from pipeline.ledger.statements import CoreStatements, Link, Op, OpKind, SqliteStatements
 from pipeline.ledger.store import Clock, Ledger
 from pipeline.ledger.watch import FileGone, FileWatch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnFailure = Callable[[LedgerWriteError], None]
+# Changes in one commit at most. A backlog (a slow disk, a busy machine) would otherwise make
+# each commit's parameter lists grow with the run, and the memory they leave behind with them;
+# past a few hundred rows a statement's executemany gains nothing per row.
+GROUP_MAX = 512
 
 
 class Writer:
@@ -87,13 +91,14 @@ class Writer:
         own and a watch on the file; on a server database, the async engine's connection and,
         with a `lease`, claims (several runs may share the ledger)."""
         claims = Claims(ledger.dialect, run_id, lease) if lease is not None else None
-        statements = Statements(ledger.dialect, claims)
-        sync_engine = create_sync_engine_for(ledger.location)
         path = ledger.location.path
+        committer: Committer
+        if ledger.dialect == "sqlite" and path is not None and claims is None:
+            committer = ThreadCommitter(path, SqliteStatements(ledger.dialect, claims))
+        else:
+            committer = AsyncCommitter(ledger.engine, CoreStatements(ledger.dialect, claims))
         return cls(
-            ThreadCommitter(sync_engine, statements)
-            if sync_engine is not None
-            else AsyncCommitter(ledger.engine, statements),
+            committer,
             dialect=ledger.dialect,
             shown=ledger.location.shown,
             clock=ledger.clock,
@@ -232,7 +237,7 @@ class Writer:
         claims = self.claims
         if claims is not None:
             return await self.call(lambda conn: claims.heartbeat(conn, summary))
-        await self.call(lambda conn: heartbeat(conn, self._dialect, self.run_id, summary))
+        await self._wait(Op(OpKind.HEARTBEAT, {"run_id": self.run_id, "summary": summary}))
         return 1
 
     async def flush(self) -> None:
@@ -261,7 +266,10 @@ class Writer:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batch, self._ops = self._ops, []
+            batch = self._ops[:GROUP_MAX]
+            del self._ops[:GROUP_MAX]
+            if self._ops:
+                self._wake.set()  # the rest goes in the next commit, at once
             try:
                 results = await self._commit_patiently(batch)
                 if self._watch is not None:

@@ -41,6 +41,11 @@ class Tally:
         """Uploads on the wire now (each content is sent by one request at a time)."""
         return len(self.sending)
 
+    def count_unchanged(self, count: int) -> None:
+        """Files the crawl left out as done and unchanged, with no entry made of them."""
+        self.seen += count
+        self.skipped_done += count
+
     def mark_sources_done(self) -> None:
         self.sources_done = True
 

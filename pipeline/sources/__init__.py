@@ -20,6 +20,7 @@ from pipeline.core.objects import is_s3_url, split_s3_url
 
 if TYPE_CHECKING:
     from pipeline.sources.bucket import Lister
+    from pipeline.sources.folder import Unchanged
 
 
 @dataclasses.dataclass
@@ -98,12 +99,14 @@ async def iter_batches(
     stats: CrawlStats,
     encoding: str | None = None,
     lister: Lister | None = None,
+    unchanged: Unchanged | None = None,
 ) -> AsyncIterator[list[Entry]]:
     """Entries in batches (a directory listing, a few hundred manifest rows, a bucket's listing
     page), so that what is looked up, decided and recorded per entry can be done per batch.
-    `encoding` is for manifests without a byte-order mark; `lister` lists buckets."""
+    `encoding` is for manifests without a byte-order mark; `lister` lists buckets; `unchanged`
+    leaves out a folder's done, unchanged files (see `folder.Unchanged`)."""
     for source in sources:
-        async for batch in _batches_of(source, purpose, stats, encoding, lister):
+        async for batch in _batches_of(source, purpose, stats, encoding, lister, unchanged):
             yield batch
 
 
@@ -113,6 +116,7 @@ def _batches_of(
     stats: CrawlStats,
     encoding: str | None,
     lister: Lister | None,
+    unchanged: Unchanged | None,
 ) -> AsyncIterator[list[Entry]]:
     from pipeline.sources.bucket import walk_bucket
     from pipeline.sources.folder import walk_folder
@@ -127,7 +131,9 @@ def _batches_of(
     if source.is_manifest:
         rows = read_manifest(source.path, purpose=purpose, encoding=encoding, origin=origin)
         return _batched(rows)
-    return walk_folder(source.path, purpose=purpose, stats=stats, origin=origin)
+    return walk_folder(
+        source.path, purpose=purpose, stats=stats, origin=origin, unchanged=unchanged
+    )
 
 
 async def _batched(entries: AsyncIterator[Entry], size: int = 500) -> AsyncIterator[list[Entry]]:

@@ -16,7 +16,9 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
     6. a 1,000,000-entry ledger: `status` time, `export` rows/s; then a 1,000,000-row manifest
        over it: peak RSS;
     7. a manifest naming one file on many rows: whole-file reads counted with strace; the
-       probe's cost per file by kind (`probing.py`);
+       probe's cost per file by kind (`probing.py`); the dry run of a manifest naming 30 files
+       on 20,000 rows (rows/s, start-up subtracted) and on 1,000,000 (time, peak RSS)
+       (`dry.py`);
     8. flow control (`flow.py`): random slow-downs and faults vs none, a limit on requests a
        second, a limit on requests open at once, from the sandbox's log of requests;
     9. a fleet on one PostgreSQL ledger (`fleet.py`): three runs vs one, one of three killed,

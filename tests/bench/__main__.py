@@ -10,7 +10,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import buckets, catalogue, decoding, fleet, flow, ledger, probing, throughput
+from tests.bench import (
+    buckets,
+    catalogue,
+    decoding,
+    dry,
+    fleet,
+    flow,
+    ledger,
+    probing,
+    throughput,
+)
 from tests.bench.context import Context
 from tests.bench.harness import QUICK, REPEATS, scaled
 from tests.bench.table import Goal, render
@@ -24,6 +34,7 @@ SECTIONS: list[Section] = [
     throughput.big_row,
     ledger.million,
     ledger.hashed_once,
+    dry.dry_run,
     probing.probe_cost,
     flow.noisy,
     flow.rate_limit,

@@ -69,8 +69,10 @@ def _mirror(ctx: Context, tree: Path) -> tuple[Path, Path]:
     return mirror, config
 
 
-def _per_file_us(results: dict[str, list[Sample]], small: int, large: int, name: str) -> float:
-    extra = median(results[f"{name} {large}"]) - median(results[f"{name} {small}"])
+def _per_file_us(
+    results: dict[str, list[Sample]], small: int, large: int, name: str, field: str = "seconds"
+) -> float:
+    extra = median(results[f"{name} {large}"], field) - median(results[f"{name} {small}"], field)
     return extra / (large - small) * 1e6
 
 
@@ -96,7 +98,7 @@ def memory_and_rerun(ctx: Context) -> list[Goal]:
 def _rerun_goal(ctx: Context, trees: dict[int, Path], dbs: dict[int, Path]) -> Goal:
     small, large = sorted(trees)
     work = f"rerun, unchanged catalogue ({small:,} and {large:,} files)"
-    goal = "<= 50 us per file and within 2x of rclone"
+    goal = "as fast as rclone or faster (<= 1.0x its cost per file)"
     variants = {f"ingest {n}": functools.partial(_rerun, trees[n], dbs[n], n) for n in trees}
     why = references.tool("rclone")
     if why:
@@ -118,8 +120,14 @@ def _rerun_goal(ctx: Context, trees: dict[int, Path], dbs: dict[int, Path]) -> G
         if f"{t} {small}" in results
     ]
     line(f"per extra file: ingest {ours:.1f} us; " + "; ".join(shown))
+    cpu = [
+        f"{t} {_per_file_us(results, small, large, t, 'cpu'):.1f} us"
+        for t in ("ingest", "rclone")
+        if f"{t} {small}" in results
+    ]
+    line("per extra file, CPU (less hurt by a loaded machine): " + "; ".join(cpu))
     if why:
-        return Goal(work, f"{ours:.1f} us/file", why, "-", goal, None if ours <= 50 else False)
+        return Goal(work, f"{ours:.1f} us/file", why, "-", goal, None)
     rclone = _per_file_us(results, small, large, "rclone")
     ratio = ours / rclone if rclone > 0 else float("inf")
     return Goal(
@@ -128,5 +136,5 @@ def _rerun_goal(ctx: Context, trees: dict[int, Path], dbs: dict[int, Path]) -> G
         "; ".join(shown),
         f"{ratio:.2f}x rclone's cost",
         goal,
-        ours <= 50 and ratio <= 2,
+        ratio <= 1.0,
     )

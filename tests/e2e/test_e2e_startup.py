@@ -2,8 +2,9 @@
 
 Two ways: a kill -9 at increasing delays after `ingest run` starts (real timing, nobody chose
 the moment), and a process that dies right after each statement of the schema creation in turn
-(every moment between two DDL statements, deterministically). Each time, the next run must end
-with exit 0 and every file done.
+(every moment between two DDL statements, deterministically), both as a run creates a new ledger
+(from the models, without Alembic) and as the migrations build one. Each time, the next run must
+end with exit 0 and every file done.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import asyncio
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from pipeline.ledger import open_ledger
 from pipeline.ledger.migrate import current, upgrade
 from tests.conftest import SandboxServer, cli_env, export, run_cli, song_catalogue
 
@@ -39,6 +42,32 @@ event.listen(Engine, "after_cursor_execute", after)
 asyncio.run(upgrade(sys.argv[1]))
 print("completed")
 """
+# The same, as a run opens a ledger that does not exist yet (created whole, without Alembic).
+DIE_WHILE_CREATING = """
+import asyncio, os, sys
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from pipeline.ledger import open_ledger
+
+seen = 0
+def after(conn, cursor, statement, *args):
+    global seen
+    if statement.lstrip().upper().startswith(("CREATE", "INSERT", "UPDATE", "ALTER", "DROP")):
+        seen += 1
+        if seen == int(sys.argv[2]):
+            os._exit(9)
+async def opened(path):
+    await (await open_ledger(path)).close()
+event.listen(Engine, "after_cursor_execute", after)
+asyncio.run(opened(sys.argv[1]))
+print("completed")
+"""
+
+
+async def reopened(path: str) -> str:
+    """What a run does first: open the ledger (created or upgraded); its revision then."""
+    await (await open_ledger(path)).close()
+    return str((await current(path))[0])
 
 
 def assert_next_run_finishes(tmp_path: Path, sandbox: SandboxServer) -> None:
@@ -47,8 +76,16 @@ def assert_next_run_finishes(tmp_path: Path, sandbox: SandboxServer) -> None:
     assert [r["status"] for r in export(tmp_path)] == ["done"] * 3
 
 
+@pytest.mark.parametrize(
+    ("script", "recover"),
+    [(DIE_WHILE_CREATING, reopened), (DIE_AFTER_STATEMENT, upgrade)],
+    ids=["new", "alembic"],
+)
 def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger(
-    tmp_path: Path, sandbox: SandboxServer
+    tmp_path: Path,
+    sandbox: SandboxServer,
+    script: str,
+    recover: Callable[[str], Awaitable[str]],
 ) -> None:
     """After each death, what the next run does first (check and upgrade the ledger) must
     succeed; one full run at the end proves the ledger works."""
@@ -59,7 +96,7 @@ def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger
         statement += 1
         (tmp_path / "ingest.db").unlink(missing_ok=True)
         proc = subprocess.run(
-            [sys.executable, "-c", DIE_AFTER_STATEMENT, "ingest.db", str(statement)],
+            [sys.executable, "-c", script, "ingest.db", str(statement)],
             cwd=tmp_path,
             env=cli_env(),
             capture_output=True,
@@ -70,7 +107,7 @@ def test_dying_after_any_statement_of_the_schema_creation_leaves_a_usable_ledger
             break
         assert proc.returncode == 9, proc.stderr
         died += 1
-        assert asyncio.run(upgrade(str(tmp_path / "ingest.db"))) == head
+        assert asyncio.run(recover(str(tmp_path / "ingest.db"))) == head
     assert died >= 5  # every table, index and the version stamp was a moment to die at
     assert_next_run_finishes(tmp_path, sandbox)
 

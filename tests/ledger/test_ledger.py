@@ -8,6 +8,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, inspect
@@ -17,7 +18,6 @@ from pipeline.core.records import UploadResult
 from pipeline.core.states import RunStatus, SourceStatus
 from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
-from pipeline.ledger.engines import create_sync_engine_for
 from pipeline.ledger.figures import read_async
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
@@ -255,8 +255,6 @@ async def test_a_claim_never_waits_for_another_run_s_row_lock(pg_url: str) -> No
          "status": "ok", "retryable": 0, "origin": "/cat", "created_at": 0.0, "updated_at": 0.0}
         for name in ("a", "b")
     ]  # fmt: skip
-    engine = create_sync_engine_for(ledger.location)
-    assert engine is None  # PostgreSQL: the ledger's async engine, as the writer uses it
     async with ledger.engine.connect() as holder, ledger.engine.connect() as other:
         async with holder.begin():
             assert await holder.run_sync(mine.sources, rows) == {
@@ -301,3 +299,31 @@ async def test_a_heartbeat_records_the_figures_by_the_databases_clock(
     now, (run,) = figures.now, figures.running
     assert run["summary"] == '{"uploaded": 3}'
     assert before - 5 <= run["heartbeat_at"] <= now + 1
+
+
+async def test_a_backlog_is_committed_in_order_in_groups_of_bounded_size(tmp_path: Path) -> None:
+    from pipeline.ledger.writer import GROUP_MAX
+
+    ledger = await open_ledger(str(tmp_path / "g.db"))
+    try:
+        run_id = await ledger.start_run(pid=1, host="h", command="c")
+        writer = Writer.for_ledger(ledger, run_id, patience=60.0)
+        sizes: list[int] = []
+        commit = writer._committer.commit
+
+        async def counted(batch: Any) -> Any:
+            sizes.append(len(batch))
+            return await commit(batch)
+
+        writer._committer.commit = counted  # type: ignore[method-assign]
+        async with writer.running():
+            for i in range(2 * GROUP_MAX + 100):  # queued before the writer's first commit
+                writer.record_source(facts(f"/x/{i:05d}.wav"))
+            writer.record_source(facts("/x/00000.wav"), status=SourceStatus.FAILED, error="last")
+            await writer.flush()
+        assert sizes[:3] == [GROUP_MAX, GROUP_MAX, 102]  # 100 more, the update, the flush
+        rows = [r async for r in ledger_export.records(ledger)]
+        assert len(rows) == 2 * GROUP_MAX + 100
+        assert rows[0]["error"] == "last"  # applied after the first insert of that row
+    finally:
+        await ledger.close()

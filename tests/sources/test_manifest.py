@@ -150,3 +150,56 @@ async def test_rows_may_name_objects_in_a_bucket(tmp_path: Path) -> None:
     assert prefix.error is not None and "names no object" in prefix.error
     assert no_bucket.error is not None and "no valid bucket name" in no_bucket.error
     assert ftp.error == "unsupported scheme 'ftp' (only http, https and s3)"
+
+
+async def test_every_kind_of_row_is_one_whole_entry(tmp_path: Path) -> None:
+    text = (
+        "source,purpose,external_id,album\n"
+        "a.wav,song,e1,A\n"  # a local path: resolved, keyed by path and external_id
+        "a.wav,song,e2,\n"  # the same path again (remembered): the same fields
+        "http://h/d/b.mp3,voice,,B\n"
+        "c.wav,karaoke,,\n"  # a bad row: keyed as the good row it becomes once fixed
+        "d.wav,song,x,y,surplus\n"  # unreadable: keyed by its place
+    )
+    origin = str(tmp_path / "m.csv")
+    got = [e async for e in read_manifest(write(tmp_path, text), purpose=None, origin=origin)]
+    surplus = "unparsable line: 5 fields, the header has 4"
+    a, url = str(tmp_path / "a.wav"), "http://h/d/b.mp3"
+    local = {
+        "purpose": "song",
+        "filename": "a.wav",
+        "written": "a.wav",
+        "path": a,
+        "origin": origin,
+    }
+    assert got == [
+        Entry(f"{a} [external_id=e1]", **local, line=2, external_id="e1", extra={"album": "A"}),
+        Entry(f"{a} [external_id=e2]", **local, line=3, external_id="e2", extra={"album": ""}),
+        Entry(url, "voice", "b.mp3", url, None, url, 4, None, {"album": "B"}, origin=origin),
+        Entry(
+            str(tmp_path / "c.wav"),
+            "",
+            "",
+            written="c.wav",
+            line=5,
+            extra={"album": ""},
+            error="unknown purpose 'karaoke' (use one of: song, voice, instrumental)",
+            origin=origin,
+        ),
+        Entry(f"{tmp_path}#line-6", "", "", "", line=6, error=surplus, origin=origin),
+    ]
+
+
+async def test_a_home_folder_that_does_not_exist_is_a_plain_path(tmp_path: Path) -> None:
+    (entry,) = await rows(write(tmp_path, "source,purpose\n~nosuchuser/a.wav,song\n"))
+    assert entry.path == str(tmp_path / "~nosuchuser" / "a.wav")
+    assert entry.error is None
+
+
+async def test_local_rows_come_with_their_file_s_size_and_mtime(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"x" * 123)
+    info = (tmp_path / "a.wav").stat()
+    path = write(tmp_path, "source,purpose\na.wav,song\na.wav,voice\nmissing.wav,song\n")
+    first, second, missing = await rows(path)
+    assert (first.size, first.mtime_ns) == (second.size, second.mtime_ns) == (123, info.st_mtime_ns)
+    assert (missing.size, missing.mtime_ns, missing.error) == (None, None, None)  # the run says
