@@ -10,18 +10,19 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from pipeline.config import KEY_ENV, Settings
+from pipeline.config import CA_ENV, KEY_ENV, Settings
 from pipeline.core.entry import Entry
-from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
+from pipeline.core.errors import LedgerUnreachable, LedgerWriteError, NeverReached
 from pipeline.core.exits import RUN_STATUS, Exit, run_exit
 from pipeline.core.names import shown
-from pipeline.core.secret import Secret
+from pipeline.core.secret import Secret, hide_credentials, public_url
 from pipeline.core.states import RunStatus, StopReason
 from pipeline.core.stop import Stop
 from pipeline.flow.backoff import RetryPolicy
@@ -46,7 +47,8 @@ from pipeline.run.upload import DrySender, Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.transport.fetch import HttpFetcher
-from pipeline.transport.session import Http, open_http
+from pipeline.transport.proxies import Proxies
+from pipeline.transport.session import Http, open_http, tls_context
 
 log = logging.getLogger("pipeline")
 
@@ -59,6 +61,7 @@ async def run(
     level = settings.log_level or ("warning" if display else "info")
     logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
+    tls = _tls(settings)  # a CA file that cannot be read stops the run before anything starts
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
         if settings.dry_run:
@@ -72,13 +75,35 @@ async def run(
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-        return await _run_with_ledger(settings, roots, ledger, argv=argv, display=display)
+        return await _run_with_ledger(settings, roots, ledger, argv=argv, display=display, tls=tls)
 
 
 def _secrets(settings: Settings) -> list[Secret]:
+    """What the log filter masks: the key, the ledger's password, the proxies' passwords."""
     found = [] if settings.api_key is None else [settings.api_key]
-    password = settings.db.password
-    return found + ([Secret(str(password))] if password else [])
+    passwords = [settings.db.password]
+    for proxy in (settings.proxy, *settings.proxy_environ.values()):
+        passwords.append(_password(proxy) if proxy else None)
+    return found + [Secret(str(p)) for p in passwords if p]
+
+
+def _password(url: str) -> str | None:
+    userinfo = url.rpartition("@")[0].partition("://")[2] if "@" in url else ""
+    return userinfo.partition(":")[2] or None
+
+
+def _tls(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of every connection: `--ca-bundle`, else SSL_CERT_FILE, else the
+    system's CAs."""
+    if settings.ca_bundle is not None:
+        cafile, origin = settings.ca_bundle, "--ca-bundle"
+    elif settings.ssl_cert_file is not None:
+        cafile, origin = settings.ssl_cert_file, CA_ENV
+    else:
+        return tls_context(None)
+    context = tls_context(cafile, origin)
+    log.info("trusting only the certificate authorities in %s (%s)", cafile, origin)
+    return context
 
 
 def _warn_short_key(settings: Settings) -> None:
@@ -121,12 +146,14 @@ async def _run_with_ledger(
     *,
     argv: Sequence[str],
     display: bool,
+    tls: ssl.SSLContext,
 ) -> int:
     started = time.monotonic()
     tally, stop = Tally(), Stop()
     run_id = 0
     if not settings.dry_run:
-        command = shown(shlex.join(["ingest", *argv]))
+        # A --db or --proxy URL on the command line may carry a password: never kept.
+        command = hide_credentials(shown(shlex.join(["ingest", *argv])))
         host, pid = socket.gethostname(), os.getpid()
         run_id = await ledger.start_run(pid=pid, host=host, command=command, lease=settings.lease)
 
@@ -135,7 +162,12 @@ async def _run_with_ledger(
 
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(
-            open_http(concurrency=settings.concurrency, timeout=settings.timeout)
+            open_http(
+                concurrency=settings.concurrency,
+                timeout=settings.timeout,
+                proxies=Proxies(settings.proxy_environ, settings.proxy),
+                tls=tls,
+            )
         )
         parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures)
         if parts.writer is not None:
@@ -163,7 +195,7 @@ async def _run_with_ledger(
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     elapsed = time.monotonic() - started
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
-    _say_why(parts.sender, writer, tally)  # last, so it is the line a person (or cron) sees
+    _say_why(settings, parts.sender, writer, tally)  # last: the line a person (or cron) sees
     return int(code)
 
 
@@ -209,7 +241,7 @@ def _assemble(
             uploader=http.uploader(url=settings.api_url, key=settings.api_key),
             writer=writer,
             throttle=throttle,
-            breaker=Breaker(max_outage=settings.max_outage),
+            breaker=Breaker(max_outage=settings.max_outage, max_unreached=settings.max_unreached),
             policy=policy_from(settings),
             stop=stop,
             tally=tally,
@@ -259,10 +291,18 @@ async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry
             yield batch
 
 
-def _say_why(sender: Sender | DrySender, writer: Writer | None, tally: Tally) -> None:
+def _say_why(
+    settings: Settings, sender: Sender | DrySender, writer: Writer | None, tally: Tally
+) -> None:
     if sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
-    if sender.outage is not None:
+    never = sender.never_reached
+    if isinstance(sender.outage, NeverReached) or (never is not None and tally.left_total):
+        print(
+            f"ingest: cannot reach {public_url(settings.api_url)}: {never}; check --api-url",
+            file=sys.stderr,
+        )
+    elif sender.outage is not None:
         left = tally.seen - tally.processed
         more = "" if tally.sources_done else ", and the sources not yet read"
         print(

@@ -15,7 +15,9 @@
     ├── RunFatal              nothing more can be uploaded in this run: the key or the account was
     │                         refused (exit 5); entries stay pending for the next run
     ├── ServiceDown           the service stayed unreachable past --max-outage: stop taking work
-    │                         (exit 6); entries stay pending
+    │   │                     (exit 6); entries stay pending
+    │   └── NeverReached      no request of this run ever reached the service (refused, a name
+    │                         that does not resolve, TLS) for --max-unreached: a wrong URL
     └── Stopped               the run stopped before a step finished (the step was cancelled);
                               what it was doing stays pending
 
@@ -87,7 +89,9 @@ Slowdown = Literal["rate", "concurrency"]
 class TransientError(EntryError):
     """Retrying later may succeed. `retry_after` is the service's own hint, in seconds;
     `slowdown` is set when the service asked us to slow down (429, 1002, 1041, ...);
-    `unreachable` when it did not answer at all, or answered 5xx (the service may be down)."""
+    `unreachable` when it did not answer at all, or answered 5xx (the service may be down);
+    `connect_failed` says, in a few words, why no connection to it could be made at all
+    (`connection refused`, `name does not resolve`): the request never reached it."""
 
     def __init__(
         self,
@@ -96,12 +100,14 @@ class TransientError(EntryError):
         retry_after: float | None = None,
         slowdown: Slowdown | None = None,
         unreachable: bool = False,
+        connect_failed: str | None = None,
         trace_id: str | None = None,
     ) -> None:
         super().__init__(reason, trace_id=trace_id)
         self.retry_after = retry_after
         self.slowdown = slowdown
-        self.unreachable = unreachable
+        self.unreachable = unreachable or connect_failed is not None
+        self.connect_failed = connect_failed
 
 
 class PermanentError(EntryError):
@@ -130,6 +136,17 @@ class ServiceDown(IngestError):
         )
         self.since = since  # wall-clock epoch seconds of the first failure of the outage
         self.outage = outage
+
+
+class NeverReached(ServiceDown):
+    """No request of this run has reached the service, for `outage` seconds: every one failed
+    to connect (`cause`, e.g. `connection refused`). Most likely a wrong URL, a name that does
+    not resolve, or a proxy or firewall in the way: stop taking work (exit 6)."""
+
+    def __init__(self, since: float, outage: float, cause: str) -> None:
+        super().__init__(since, outage)
+        self.args = (f"no request reached the service in {outage:.0f} s: {cause}",)
+        self.cause = cause
 
 
 class Stopped(IngestError):

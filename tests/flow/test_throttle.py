@@ -28,6 +28,7 @@ from pipeline.sandbox.samples import write_wav
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.transport.client import UploadClient
 from pipeline.transport.replies import Reply, classify_base_resp, classify_http
+from pipeline.transport.routes import Routes
 from tests import sim_flow, virtual_time
 
 T = TypeVar("T")
@@ -462,7 +463,7 @@ async def test_the_window_learns_a_real_sandbox_limit_on_open_requests(tmp_path:
     try:
         async with aiohttp.ClientSession() as session:
             url = str(server.make_url(UPLOAD_PATH))
-            client = UploadClient(session, url=url, key=Secret(DEMO_KEY), timeout=5)
+            client = UploadClient(Routes.direct(session), url=url, key=Secret(DEMO_KEY), timeout=5)
 
             async def one() -> None:
                 for _ in range(6):

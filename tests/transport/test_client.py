@@ -19,6 +19,7 @@ from pipeline.sandbox.samples import write_wav
 from pipeline.transport.client import UploadClient
 from pipeline.transport.multipart import build_form, multipart_bytes
 from pipeline.transport.replies import Reply, classify_base_resp, classify_http, parse_retry_after
+from pipeline.transport.routes import Routes
 
 URL = "http://api.test/v2/generate/audio/minimax/upload"
 KEY = "sk-test-key-123"
@@ -146,7 +147,7 @@ def test_retry_after_seconds_and_http_date() -> None:
 @pytest.fixture
 async def client() -> AsyncIterator[UploadClient]:
     async with aiohttp.ClientSession() as session:
-        yield UploadClient(session, url=URL, key=Secret(KEY), timeout=5)
+        yield UploadClient(Routes.direct(session), url=URL, key=Secret(KEY), timeout=5)
 
 
 @pytest.fixture
