@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import secrets
 import signal
 import ssl
@@ -262,11 +263,22 @@ async def _read_form(request: web.Request, folder: Path) -> dict[str, Any]:
             form.update(
                 path=path,
                 filename=part.filename,
+                filename_sent=_sent_filename(part.headers.get("Content-Disposition", "")),
                 sha256=digest.hexdigest(),
                 size=size,
                 content_type=part.headers.get("Content-Type"),
             )
     return form
+
+
+_FILENAME = re.compile(r'\bfilename="(.*)"\s*$', re.DOTALL)
+
+
+def _sent_filename(disposition: str) -> str | None:
+    """The file name exactly as it is between the quotes on the wire (aiohttp's reader drops
+    each backslash and keeps `%22`: what a given server makes of it differs)."""
+    match = _FILENAME.search(disposition)
+    return match.group(1) if match else None
 
 
 def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:

@@ -49,7 +49,7 @@ class UploadClient:
         self, body: Body, *, purpose: str, filename: str, content_type: str
     ) -> UploadResult:
         headers = {"Authorization": f"Bearer {self._key.reveal()}", "Accept": "application/json"}
-        data: bytes | aiohttp.FormData
+        data: bytes | aiohttp.MultipartWriter
         if body.data is not None:
             data, headers["Content-Type"] = multipart_bytes(
                 purpose, body.data, filename, content_type
@@ -73,7 +73,7 @@ class UploadClient:
             raise error
         return result_from(reply.json, purpose)
 
-    async def _post(self, data: bytes | aiohttp.FormData, headers: dict[str, str]) -> Reply:
+    async def _post(self, data: bytes | aiohttp.MultipartWriter, headers: dict[str, str]) -> Reply:
         with client_errors("upload", timeout=self._timeout, proxy=self._proxy):
             async with self._session.post(
                 self._url,

@@ -243,10 +243,10 @@ async def aiohttp_bytes(purpose: str, data: bytes, filename: str, content_type: 
         async def write(self, chunk: bytes) -> None:
             self.data += chunk
 
-    payload = build_form(purpose, Body(size=len(data), data=data), filename, content_type)()
+    payload = build_form(purpose, Body(size=len(data), data=data), filename, content_type)
     out = Collect()
     await payload.write(out)  # type: ignore[arg-type]
-    return bytes(out.data).replace(payload.boundary.encode(), b"BOUNDARY")  # type: ignore[attr-defined]
+    return bytes(out.data).replace(payload.boundary.encode(), b"BOUNDARY")
 
 
 @settings(max_examples=200, deadline=None)
