@@ -48,7 +48,7 @@ from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.transport.fetch import HttpFetcher
 from pipeline.transport.proxies import Proxies
-from pipeline.transport.session import Http, open_http, tls_context
+from pipeline.transport.session import Http, open_http, tls_context, upload_proxy
 
 log = logging.getLogger("pipeline")
 
@@ -61,7 +61,11 @@ async def run(
     level = settings.log_level or ("warning" if display else "info")
     logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
-    tls = _tls(settings)  # a CA file that cannot be read stops the run before anything starts
+    # A CA file that cannot be read, or a proxy that cannot be used, stops it before it starts.
+    tls = _tls(settings)
+    proxies = Proxies(settings.proxy_environ, settings.proxy)
+    if not settings.dry_run:
+        upload_proxy(proxies, settings.api_url)
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
         if settings.dry_run:
@@ -75,7 +79,10 @@ async def run(
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-        return await _run_with_ledger(settings, roots, ledger, argv=argv, display=display, tls=tls)
+        network = (proxies, tls)
+        return await _run_with_ledger(
+            settings, roots, ledger, argv=argv, display=display, network=network
+        )
 
 
 def _secrets(settings: Settings) -> list[Secret]:
@@ -88,8 +95,9 @@ def _secrets(settings: Settings) -> list[Secret]:
 
 
 def _password(url: str) -> str | None:
-    userinfo = url.rpartition("@")[0].partition("://")[2] if "@" in url else ""
-    return userinfo.partition(":")[2] or None
+    """The password in a proxy URL (`[scheme://]user:password@host:port`), if any."""
+    userinfo = url.rpartition("@")[0]
+    return userinfo.split("://", 1)[-1].partition(":")[2] or None
 
 
 def _tls(settings: Settings) -> ssl.SSLContext:
@@ -146,7 +154,7 @@ async def _run_with_ledger(
     *,
     argv: Sequence[str],
     display: bool,
-    tls: ssl.SSLContext,
+    network: tuple[Proxies, ssl.SSLContext],
 ) -> int:
     started = time.monotonic()
     tally, stop = Tally(), Stop()
@@ -165,8 +173,8 @@ async def _run_with_ledger(
             open_http(
                 concurrency=settings.concurrency,
                 timeout=settings.timeout,
-                proxies=Proxies(settings.proxy_environ, settings.proxy),
-                tls=tls,
+                proxies=network[0],
+                tls=network[1],
             )
         )
         parts = _assemble(settings, ledger, run_id, http, roots, tally, stop, figures)

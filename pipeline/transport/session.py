@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.core.errors import UsageError
-from pipeline.core.secret import Secret
+from pipeline.core.secret import Secret, public_url
 from pipeline.flow.backoff import RetryPolicy, Sleep
 from pipeline.transport.client import UploadClient
 from pipeline.transport.fetch import HttpFetcher
@@ -43,13 +43,6 @@ class Http:
         self.timeout = timeout
 
     def uploader(self, *, url: str, key: Secret) -> UploadClient:
-        """The upload client for `url`; UsageError when its proxy cannot be used."""
-        proxy = self.routes.proxies.for_url(url)
-        if proxy is not None:
-            problem = unsupported(proxy)
-            if problem is not None:
-                raise UsageError(f"proxy {mask(proxy)} for {url}: {problem}")
-            log.info("uploads go through the proxy %s", mask(proxy))
         return UploadClient(self.routes, url=url, key=key, timeout=self.timeout)
 
     def fetcher(
@@ -63,6 +56,19 @@ class Http:
             sleep=sleep,
             max_held=max_held,
         )
+
+
+def upload_proxy(proxies: Proxies, url: str) -> str | None:
+    """The proxy uploads to `url` go through (logged, masked); UsageError when it cannot be
+    used. Asked before the run starts."""
+    proxy = proxies.for_url(url)
+    if proxy is None:
+        return None
+    problem = unsupported(proxy)
+    if problem is not None:
+        raise UsageError(f"proxy {mask(proxy)} for {public_url(url)}: {problem}")
+    log.info("uploads go through the proxy %s", mask(proxy))
+    return proxy
 
 
 def tls_context(cafile: str | None, origin: str = "--ca-bundle") -> ssl.SSLContext:

@@ -53,7 +53,8 @@ def nowhere_shown(secret: str, tmp_path: Path, *outputs: str) -> None:
     for text in outputs:
         assert secret not in text
     assert secret not in str(export(tmp_path))
-    assert secret.encode() not in (tmp_path / "ingest.db").read_bytes()
+    for ledger in tmp_path.glob("ingest.db*"):  # the WAL too, if one is left
+        assert secret.encode() not in ledger.read_bytes()
 
 
 def last_line(stderr: str) -> str:
@@ -117,7 +118,7 @@ def test_no_proxy_applies_to_the_proxy_flag_too_as_to_curl_x(
     server = start_sandbox(tmp_path)
     servers.append(server)
     dead = f"http://127.0.0.1:{free_port()}"  # the flag wins over the variable
-    with tinyproxy(tmp_path / "proxy") as proxy:
+    with tinyproxy(tmp_path / "proxy", auth=AUTH) as proxy:
         env = cli_env(http_proxy=dead, NO_PROXY="127.0.0.0/8")
         bypassed = run_cli("run", "cat", "--api-url", server.url, "--db", "a.db",
                            "--proxy", proxy.url, cwd=tmp_path, env=env)  # fmt: skip
@@ -130,6 +131,8 @@ def test_no_proxy_applies_to_the_proxy_flag_too_as_to_curl_x(
     assert direct == []
     assert flagged.code == 0, flagged.stderr
     assert len(through) == 10
+    # The password given on the command line is not kept with the run's command line.
+    nowhere_shown(PASSWORD, tmp_path, bypassed.stderr, flagged.stdout, flagged.stderr)
 
 
 @needs_tinyproxy
@@ -266,3 +269,34 @@ def test_debug_lines_say_each_request_and_answer_and_nothing_secret(
     # The source is the URL as written, in the info lines and the ledger (the audit trail);
     # what the debug lines add never shows a query's values.
     assert not any("topsecret-sig" in line for line in lines if " DEBUG " in line)
+
+
+def test_a_socks_proxy_is_a_usage_error_before_anything_runs(tmp_path: Path) -> None:
+    song_catalogue(tmp_path / "cat", 1)
+    env = cli_env(ALL_PROXY="socks5://u:sockspw@127.0.0.1:1080")
+    result = run_cli("run", "cat", "--api-url", "https://api.example/v2/upload", cwd=tmp_path,
+                     env=env)  # fmt: skip
+    assert result.code == 2, result.stderr
+    assert last_line(result.stderr) == (
+        "ingest: proxy socks5://***:***@127.0.0.1:1080 for https://api.example/v2/upload: "
+        "socks5:// proxies are not supported (only http:// and https://)"
+    )
+    assert not (tmp_path / "ingest.db").exists()
+
+
+@needs_tinyproxy
+def test_downloads_take_their_own_proxy_and_no_proxy_is_per_host(
+    tmp_path: Path, sandbox: SandboxServer
+) -> None:
+    served = tmp_path / "served"
+    write_wav(served / "a.wav", 10.5, seed=3)
+    with FileServer(served) as files, tinyproxy(tmp_path / "proxy") as proxy:
+        url = files.url("/files/a.wav").replace("127.0.0.1", "localhost")  # from /etc/hosts
+        with (tmp_path / "m.csv").open("w", newline="", encoding="utf-8") as out:
+            csv.writer(out).writerows([["url", "purpose"], [url, "song"]])
+        env = cli_env(http_proxy=proxy.url, NO_PROXY="127.0.0.1")  # the upload goes direct
+        result = run_cli("run", "m.csv", "--api-url", sandbox.url, cwd=tmp_path, env=env)
+        through = proxy.requests()
+    assert result.code == 0, result.stderr
+    assert through == [f"GET {url}"]
+    assert len(sandbox.accepted()) == 1
