@@ -47,7 +47,7 @@ from pipeline.run.upload import DrySender, Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.transport.fetch import HttpFetcher
-from pipeline.transport.proxies import Proxies
+from pipeline.transport.proxies import Proxies, mask
 from pipeline.transport.session import Http, open_http, tls_context, upload_proxy
 
 log = logging.getLogger("pipeline")
@@ -103,15 +103,24 @@ def _password(url: str) -> str | None:
 def _tls(settings: Settings) -> ssl.SSLContext:
     """The TLS context of every connection: `--ca-bundle`, else SSL_CERT_FILE, else the
     system's CAs."""
+    cafile, origin = _ca_file(settings)
+    return tls_context(cafile, origin)
+
+
+def _ca_file(settings: Settings) -> tuple[str | None, str]:
     if settings.ca_bundle is not None:
-        cafile, origin = settings.ca_bundle, "--ca-bundle"
-    elif settings.ssl_cert_file is not None:
-        cafile, origin = settings.ssl_cert_file, CA_ENV
-    else:
-        return tls_context(None)
-    context = tls_context(cafile, origin)
-    log.info("trusting only the certificate authorities in %s (%s)", cafile, origin)
-    return context
+        return settings.ca_bundle, "--ca-bundle"
+    return settings.ssl_cert_file, CA_ENV
+
+
+def _say_network(settings: Settings, proxies: Proxies) -> None:
+    """Once the run has started: which CAs it trusts, which proxy its uploads take."""
+    cafile, origin = _ca_file(settings)
+    if cafile is not None:
+        log.info("trusting only the certificate authorities in %s (%s)", cafile, origin)
+    proxy = proxies.for_url(settings.api_url)
+    if proxy is not None:
+        log.info("uploads go through the proxy %s", mask(proxy))
 
 
 def _warn_short_key(settings: Settings) -> None:
@@ -169,6 +178,7 @@ async def _run_with_ledger(
         return tally.as_dict(time.monotonic() - started)
 
     async with contextlib.AsyncExitStack() as stack:
+        _say_network(settings, network[0])
         http = await stack.enter_async_context(
             open_http(
                 concurrency=settings.concurrency,

@@ -16,7 +16,6 @@ trusts, and the upload client and the fetcher that share them.
 from __future__ import annotations
 
 import contextlib
-import logging
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,8 +30,6 @@ from pipeline.transport.fetch import HttpFetcher
 from pipeline.transport.proxies import Proxies, mask, unsupported
 from pipeline.transport.routes import Routes
 from pipeline.transport.timeouts import timeouts
-
-log = logging.getLogger(__name__)
 
 
 class Http:
@@ -59,15 +56,14 @@ class Http:
 
 
 def upload_proxy(proxies: Proxies, url: str) -> str | None:
-    """The proxy uploads to `url` go through (logged, masked); UsageError when it cannot be
-    used. Asked before the run starts."""
+    """The proxy uploads to `url` go through; UsageError when it cannot be used. Asked before
+    the run starts."""
     proxy = proxies.for_url(url)
     if proxy is None:
         return None
     problem = unsupported(proxy)
     if problem is not None:
         raise UsageError(f"proxy {mask(proxy)} for {public_url(url)}: {problem}")
-    log.info("uploads go through the proxy %s", mask(proxy))
     return proxy
 
 
