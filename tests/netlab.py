@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import shutil
 import socket
@@ -36,6 +37,12 @@ class Tinyproxy:
     log: Path
     user: str | None = None
     password: str | None = None
+    pid: int = 0
+
+    def cpu(self) -> float:
+        """CPU seconds the proxy has used so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     @property
     def url(self) -> str:
@@ -97,7 +104,7 @@ def tinyproxy(
     try:
         _wait_for(port, process)
         user, password = auth or (None, None)
-        yield Tinyproxy(port, log, user, password)
+        yield Tinyproxy(port, log, user, password, process.pid)
     finally:
         process.terminate()
         try:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.bench import catalogue, fleet, flow, ledger, probing, throughput
+from tests.bench import catalogue, fleet, flow, ledger, network, probing, throughput
 from tests.bench.context import Context
 from tests.bench.harness import QUICK, REPEATS, scaled
 from tests.bench.table import Goal, render
@@ -28,6 +28,8 @@ SECTIONS: list[Section] = [
     flow.noisy,
     flow.rate_limit,
     flow.in_flight_limit,
+    network.proxy_row,
+    network.https_row,
     fleet.fleet,
     fleet.ledger_cost,
 ]
