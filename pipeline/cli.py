@@ -129,6 +129,12 @@ def _sandbox_arguments(parser: argparse.ArgumentParser) -> None:
         default=1041,
         help="that refusal: base_resp 1041 (connection limit) or HTTP 429 with Retry-After",
     )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (chain)"
+    )
+    parser.add_argument(
+        "--tls-key", metavar="FILE", help="the certificate's PEM key (if not in --tls-cert)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed for fault injection")
     parser.add_argument("--log", default=None, help="append each request as a JSON line here")
 

@@ -5,7 +5,9 @@ Precedence, lowest first: the defaults below < `--config FILE` (TOML) < environm
 credentials, region and endpoint are the standard `AWS_*` variables, read here too
 (`pipeline.core.aws`).
 `config/default.toml` documents every field with its default; a test keeps it in step with
-this module. Nothing below this module reads `os.environ`.
+this module. Nothing below this module reads `os.environ`: the other variables the network
+honours are read here too and handed down with the settings (the proxy variables as curl reads
+them, `SSL_CERT_FILE` under `--ca-bundle`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pipeline.core.errors import ConfigError, UsageError
 from pipeline.core.secret import Secret
 from pipeline.core.states import PURPOSES, Purpose
 from pipeline.ledger.location import Location, parse_location
+from pipeline.transport.proxies import PROXY_VARIABLES, normalise, unsupported
 
 DEFAULT_API_URL = "https://api.aimlapi.com/v2/generate/audio/minimax/upload"
 DEFAULT_DB = "ingest.db"
 KEY_ENV = "AIMLAPI_API_KEY"
+CA_ENV = "SSL_CERT_FILE"
 ENV_PREFIX = "INGEST_"
 
 
@@ -129,6 +133,15 @@ def parse_api_url(raw: object) -> str:
     return text
 
 
+def parse_proxy(raw: object) -> str:
+    """An http:// or https:// proxy URL (`host:port` alone is http://), as curl reads one."""
+    text = normalise(str(raw).strip())
+    problem = unsupported(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
 def parse_db(raw: object) -> Location:
     """A file path (an SQLite file) or a database URL (sqlite://, postgresql://)."""
     return parse_location(raw if isinstance(raw, Location) else str(raw))
@@ -193,8 +206,18 @@ class Flag:
     show_default: bool = True
 
 
-def _field(default: Any, parse: Callable[[object], Any], doc: str, flag: Flag | None = None) -> Any:
-    return dataclasses.field(default=default, metadata={"parse": parse, "doc": doc, "flag": flag})
+def _field(
+    default: Any,
+    parse: Callable[[object], Any],
+    doc: str,
+    flag: Flag | None = None,
+    *,
+    shown: bool = True,
+) -> Any:
+    """A setting; `shown=False` keeps its value out of the settings' repr (it may hold a
+    password)."""
+    metadata = {"parse": parse, "doc": doc, "flag": flag}
+    return dataclasses.field(default=default, metadata=metadata, repr=shown)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,6 +243,22 @@ class Settings:
         parse_api_url,
         "The upload endpoint.",
         Flag("upload endpoint", metavar="API_URL", show_default=False),
+    )
+    proxy: str | None = _field(
+        None,
+        _optional(parse_proxy),
+        "Send uploads and downloads through this proxy (http://[user:password@]host:port), "
+        "instead of the one https_proxy, HTTPS_PROXY, http_proxy or ALL_PROXY name; no_proxy "
+        "(NO_PROXY) still applies, as to curl -x. Unset: those variables, as curl reads them.",
+        Flag("send requests through this proxy (overrides https_proxy etc.)", metavar="URL"),
+        shown=False,
+    )
+    ca_bundle: str | None = _field(
+        None,
+        _optional(str),
+        "Trust only the certificate authorities in this PEM file (a private CA, a proxy that "
+        "inspects TLS). Unset: the file SSL_CERT_FILE names, else the system's CAs.",
+        Flag("trust only the CAs in this PEM file (default: SSL_CERT_FILE)", metavar="FILE"),
     )
     api_key_file: str | None = _field(
         None, _optional(str), "A file holding the API key, used when AIMLAPI_API_KEY is not set."
@@ -282,6 +321,15 @@ class Settings:
         _optional(parse_positive_float),
         "Upper bound on requests per second. Unset: adapt to the service's 429/1002 answers.",
         Flag("at most this many requests per second"),
+    )
+    max_unreached: float = _field(
+        30.0,
+        parse_duration,
+        "How long a run keeps trying when no request has reached the service yet (every one "
+        "refused, a name that does not resolve, a TLS handshake that fails): then it stops, "
+        "exit 6, naming the URL and the error, as a wrong --api-url should. Once the service "
+        "has answered, an outage is bounded by max_outage instead.",
+        Flag("stop (exit 6) when no request has reached the service for this long"),
     )
     max_outage: float = _field(
         600.0,
@@ -372,21 +420,24 @@ class Settings:
         "Live display of the run: auto shows it only on a terminal (stderr), with text logs.",
         Flag(show_default=False),
     )
+    # Read from the environment only (not settings: no flag, no INGEST_ name, no config key).
     api_key: Secret | None = dataclasses.field(default=None, repr=False, compare=False)
     # Credentials, region and endpoint of buckets: the standard AWS_* variables, not settings.
     aws: AwsAccess = dataclasses.field(default_factory=AwsAccess, repr=False, compare=False)
+    # The proxy variables that are set (values may hold a password), as curl reads them.
+    proxy_environ: Mapping[str, str] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False
+    )
+    ssl_cert_file: str | None = dataclasses.field(default=None, compare=False)
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in _NOT_SETTINGS]
+        return [f.name for f in dataclasses.fields(cls) if "parse" in f.metadata]
 
     @classmethod
     def flags(cls) -> list[tuple[dataclasses.Field[Any], Flag]]:
         """The settings given on the command line, with how: the CLI is built from these."""
         return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if f.metadata.get("flag")]
-
-
-_NOT_SETTINGS = frozenset({"api_key", "aws"})  # read from the environment only, never a layer
 
 
 def shown_default(field: dataclasses.Field[Any]) -> str | None:
@@ -417,7 +468,7 @@ def _parse_layer(
     layer: Mapping[str, object], origin: str, shown: Callable[[str], str] = str
 ) -> dict[str, Any]:
     """Parse one layer; errors name the setting as the user wrote it (`shown`)."""
-    fields = {f.name: f for f in dataclasses.fields(Settings) if f.name not in _NOT_SETTINGS}
+    fields = {f.name: f for f in dataclasses.fields(Settings) if "parse" in f.metadata}
     parsed: dict[str, Any] = {}
     for name, raw in layer.items():
         field = fields.get(name)
@@ -476,7 +527,16 @@ def load_settings(
         raise UsageError(
             f"no API key: set {KEY_ENV} (or api_key_file in the config file) and run again"
         )
-    return dataclasses.replace(settings, api_key=key, aws=aws_access(environ))
+    return dataclasses.replace(
+        settings, api_key=key, aws=aws_access(environ), **network_environ(environ)
+    )
+
+
+def network_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What the network takes from the environment: the proxy variables that are set (empty
+    ones count as unset, as for curl) and `SSL_CERT_FILE`."""
+    proxies = {name: environ[name] for name in PROXY_VARIABLES if environ.get(name)}
+    return {"proxy_environ": proxies, "ssl_cert_file": environ.get(CA_ENV) or None}
 
 
 def _load_key(environ: Mapping[str, str], key_file: str | None) -> Secret | None:

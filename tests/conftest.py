@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from pipeline.sandbox.server import DEMO_KEY
+from tests.netlab import TlsFiles
 
 
 class _DoneWriter:
@@ -49,13 +51,16 @@ class SandboxServer:
     url: str  # the upload endpoint
     process: subprocess.Popen[str]
     log: Path
+    ca: Path | None = None  # the CA that signed its certificate, when it serves HTTPS
 
     @property
     def base(self) -> str:
         return self.url.split("/v2/", 1)[0]
 
     def requests(self) -> list[dict[str, Any]]:
-        with urllib.request.urlopen(f"{self.base}/_sandbox/requests", timeout=10) as resp:
+        context = None if self.ca is None else ssl.create_default_context(cafile=str(self.ca))
+        url = f"{self.base}/_sandbox/requests"
+        with urllib.request.urlopen(url, timeout=10, context=context) as resp:
             return list(json.load(resp))
 
     def accepted(self) -> collections.Counter[str]:
@@ -63,8 +68,13 @@ class SandboxServer:
         return collections.Counter(r["sha256"] for r in self.requests() if r["outcome"] == "ok")
 
 
-def start_sandbox(tmp_path: Path, *flags: str, key: str = DEMO_KEY) -> SandboxServer:
+def start_sandbox(
+    tmp_path: Path, *flags: str, key: str = DEMO_KEY, tls: TlsFiles | None = None
+) -> SandboxServer:
+    """`ingest sandbox` on a free port; over HTTPS with `tls`'s certificate."""
     log = tmp_path / f"sandbox-{len(list(tmp_path.glob('sandbox-*.jsonl')))}.jsonl"
+    if tls is not None:
+        flags = (*flags, "--tls-cert", str(tls.cert), "--tls-key", str(tls.key))
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "sandbox", "--port", "0", "--log", str(log), *flags],
         stdout=subprocess.PIPE,
@@ -74,7 +84,8 @@ def start_sandbox(tmp_path: Path, *flags: str, key: str = DEMO_KEY) -> SandboxSe
     assert process.stdout is not None
     banner = process.stdout.readline().strip()
     assert banner.startswith("sandbox listening on "), banner
-    return SandboxServer(url=banner.rsplit(" ", 1)[-1], process=process, log=log)
+    ca = None if tls is None else tls.ca
+    return SandboxServer(url=banner.rsplit(" ", 1)[-1], process=process, log=log, ca=ca)
 
 
 def stop_sandbox(server: SandboxServer) -> None:

@@ -1,16 +1,26 @@
 """Multipart bodies read three ways, none of them aiohttp's: split by hand from the raw bytes
 (each part's headers kept exactly as sent), by Werkzeug's multipart decoder (what Flask's
 `request.files` uses) and by python-multipart's form parser (what Starlette and FastAPI use).
-`serialised` gives the bytes aiohttp itself writes for a form, so a test can put the client's
-real output in front of the readers. Header bytes are given as latin-1 text (one character per
-byte: `.encode("latin-1")` gives the bytes back).
+`busboy_parts` reads bodies with Node's busboy too (the parser behind multer), when node and
+busboy are installed. `serialised` gives the bytes aiohttp itself writes for a form, so a test
+can put the client's real output in front of the readers; `werkzeug_reads` and
+`multipart_reads` say what each parser makes of a file name as it was sent (the text between
+the quotes). Header bytes are given as latin-1 text (one character per byte:
+`.encode("latin-1")` gives the bytes back).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -147,6 +157,26 @@ def _latin1(raw: bytes | None) -> str | None:
     return None if raw is None else raw.decode("latin-1")
 
 
+def werkzeug_reads(sent: str) -> str | None:
+    """What Werkzeug makes of a file name sent as `sent`: it looks for the closing quote with
+    `\\\\` and `\\"` taken as pairs (None: the quote was escaped, no file name), then drops
+    every backslash that escapes a character, and reads `%22` as a quote."""
+    quoted, at = sent + '"', 0
+    while quoted[at] != '"':
+        at += 2 if quoted.startswith(("\\\\", '\\"'), at) else 1
+        if at >= len(quoted):
+            return None
+    return re.sub(r"\\(.)", r"\g<1>", sent).replace("%22", '"')
+
+
+def multipart_reads(sent: str) -> str:
+    """What python-multipart makes of a file name sent as `sent`: `\\\\` is one backslash, and
+    a name that looks like a Windows path keeps only what follows its last backslash."""
+    value = sent.replace("\\\\", "\\")
+    raw = value.encode()
+    return value.rsplit("\\", 1)[-1] if raw[1:3] == b":\\" or raw[:2] == b"\\\\" else value
+
+
 class _Collect:
     """Stands in for aiohttp's stream writer: keeps every byte a payload writes."""
 
@@ -157,9 +187,47 @@ class _Collect:
         self.data += chunk
 
 
-def serialised(form: aiohttp.FormData) -> tuple[bytes, str]:
+def serialised(form: aiohttp.FormData | aiohttp.MultipartWriter) -> tuple[bytes, str]:
     """The body aiohttp writes for `form`, byte for byte, and its Content-Type."""
-    writer = form()
+    writer = form() if isinstance(form, aiohttp.FormData) else form
     out = _Collect()
     asyncio.run(writer.write(out))  # type: ignore[arg-type]
     return bytes(out.data), writer.content_type
+
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = shutil.which("node")
+BUSBOY_MODULES = ROOT / ".cache" / "node" / "node_modules"
+BUSBOY_SCRIPT = ROOT / "tests" / "node" / "busboy_names.js"
+
+
+def busboy_missing() -> str | None:
+    """Why busboy cannot be run here, or None when it can."""
+    if NODE is None:
+        return "node is not installed (apt-get install nodejs npm; .ci/run does)"
+    if not (BUSBOY_MODULES / "busboy").is_dir():
+        return "busboy is missing: npm install --prefix .cache/node busboy@1.6.0 (.ci/run does)"
+    return None
+
+
+def busboy_parts(bodies: list[tuple[bytes, str]]) -> list[list[ParsedPart]]:
+    """Each (body, Content-Type) as Node's busboy reads it (UTF-8 names, paths kept), in one
+    Node process."""
+    assert NODE is not None
+    items = [
+        {"body": base64.b64encode(body).decode(), "boundary": boundary_of(ctype).decode("latin-1")}
+        for body, ctype in bodies
+    ]
+    done = subprocess.run(
+        [NODE, str(BUSBOY_SCRIPT)],
+        input=json.dumps(items),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "NODE_PATH": str(BUSBOY_MODULES)},
+    )
+    read = json.loads(done.stdout)["bodies"]
+    return [
+        [ParsedPart(p.get("name", ""), p.get("filename"), b"") for p in parts] for parts in read
+    ]

@@ -31,6 +31,7 @@ from pipeline.flow.signals import Signal, signal_of
 from pipeline.sandbox.samples import write_wav
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH
 from pipeline.transport.client import UploadClient
+from pipeline.transport.routes import Routes
 from tests.conftest import SandboxServer, start_sandbox, stop_sandbox
 from tests.sim_flow import QUICK, Answer, Outcome, Pool, Scenario, ServiceSpec, measure
 from tests.sim_rivals import Flow, MainAimd, Ours
@@ -113,7 +114,8 @@ def uploader(client: UploadClient, path: Path, kind: str) -> Callable[[], Awaita
 async def drive(real: Real, url: str, path: Path, make: Callable[[], Flow]) -> Outcome:
     kind = "limit" if real.scenario.allowed else "fault"
     async with aiohttp.ClientSession() as session:
-        client = UploadClient(session, url=url, key=Secret(DEMO_KEY), timeout=real.timeout)
+        routes = Routes.direct(session)
+        client = UploadClient(routes, url=url, key=Secret(DEMO_KEY), timeout=real.timeout)
         breaker = Breaker(max_outage=real.max_outage) if real.breaker else None
         pool = Pool(
             make(),

@@ -160,3 +160,31 @@ def test_the_retry_policys_defaults_are_the_settings_defaults() -> None:
     from pipeline.flow.backoff import RetryPolicy
 
     assert policy_from(load_settings(environ={})) == RetryPolicy()
+
+
+def test_the_network_s_variables_are_read_here_and_handed_down() -> None:
+    environ = {
+        "https_proxy": "http://u:pw@proxy:3128",
+        "HTTP_PROXY": "http://upper:1",  # handed down; curl's rules decide it is never read
+        "no_proxy": "",  # empty: unset, as for curl
+        "NO_PROXY": "internal",
+        "SSL_CERT_FILE": "/etc/ssl/private-ca.pem",
+        "PATH": "/bin",
+    }
+    settings = load_settings(environ=environ)
+    assert dict(settings.proxy_environ) == {
+        "https_proxy": "http://u:pw@proxy:3128",
+        "NO_PROXY": "internal",
+    }
+    assert settings.ssl_cert_file == "/etc/ssl/private-ca.pem"
+    assert settings.ca_bundle is None  # the flag and the setting win; the variable is the default
+    assert "pw" not in repr(settings)
+
+
+def test_a_proxy_setting_is_read_as_curl_reads_one_and_socks_is_refused() -> None:
+    assert load_settings(environ={"INGEST_PROXY": "proxy:3128"}).proxy == "http://proxy:3128"
+    assert load_settings(environ={}, flags={"proxy": "https://p"}).proxy == "https://p:443"
+    with pytest.raises(ConfigError, match=r"--proxy: socks5:// proxies are not supported"):
+        load_settings(environ={}, flags={"proxy": "socks5://p:1080"})
+    settings = load_settings(environ={}, flags={"proxy": "http://u:secret@p:1"})
+    assert "secret" not in repr(settings)

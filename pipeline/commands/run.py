@@ -10,18 +10,25 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from pipeline.config import KEY_ENV, Convert, Settings
+from pipeline.config import CA_ENV, KEY_ENV, Convert, Settings
 from pipeline.core.entry import Entry
-from pipeline.core.errors import LedgerUnreachable, LedgerWriteError, RunFatal, StoreUnreachable
+from pipeline.core.errors import (
+    LedgerUnreachable,
+    LedgerWriteError,
+    NeverReached,
+    RunFatal,
+    StoreUnreachable,
+)
 from pipeline.core.exits import RUN_STATUS, Exit, run_exit
 from pipeline.core.names import shown
-from pipeline.core.secret import Secret
+from pipeline.core.secret import Secret, hide_credentials, public_url
 from pipeline.core.states import RunStatus, StopReason
 from pipeline.core.stop import Stop
 from pipeline.flow.backoff import RetryPolicy, Sleep
@@ -47,8 +54,9 @@ from pipeline.run.tally import Tally
 from pipeline.run.upload import DrySender, Sender
 from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
+from pipeline.transport.proxies import Proxies, mask
 from pipeline.transport.s3 import Downloads, S3Fetcher, S3Store
-from pipeline.transport.session import Http, open_http
+from pipeline.transport.session import Http, open_http, tls_context, upload_proxy
 
 log = logging.getLogger("pipeline")
 
@@ -61,6 +69,11 @@ async def run(
     level = settings.log_level or ("warning" if display else "info")
     logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
+    # A CA file that cannot be read, or a proxy that cannot be used, stops it before it starts.
+    tls = _tls(settings)
+    proxies = Proxies(settings.proxy_environ, settings.proxy)
+    if not settings.dry_run:
+        upload_proxy(proxies, settings.api_url)
     location = settings.db
     async with contextlib.AsyncExitStack() as stack:
         if settings.dry_run:
@@ -74,13 +87,48 @@ async def run(
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-        return await _run_with_ledger(settings, roots, ledger, argv=argv, display=display)
+        network = (proxies, tls)
+        return await _run_with_ledger(
+            settings, roots, ledger, argv=argv, display=display, network=network
+        )
 
 
 def _secrets(settings: Settings) -> list[Secret]:
+    """What the log filter masks: the key, the ledger's password, the proxies' passwords."""
     found = [] if settings.api_key is None else [settings.api_key]
-    password = settings.db.password
-    return found + ([Secret(str(password))] if password else []) + settings.aws.secrets()
+    passwords = [settings.db.password]
+    for proxy in (settings.proxy, *settings.proxy_environ.values()):
+        passwords.append(_password(proxy) if proxy else None)
+    return found + [Secret(str(p)) for p in passwords if p] + settings.aws.secrets()
+
+
+def _password(url: str) -> str | None:
+    """The password in a proxy URL (`[scheme://]user:password@host:port`), if any."""
+    userinfo = url.rpartition("@")[0]
+    return userinfo.split("://", 1)[-1].partition(":")[2] or None
+
+
+def _tls(settings: Settings) -> ssl.SSLContext:
+    """The TLS context of every connection: `--ca-bundle`, else SSL_CERT_FILE, else the
+    system's CAs."""
+    cafile, origin = _ca_file(settings)
+    return tls_context(cafile, origin)
+
+
+def _ca_file(settings: Settings) -> tuple[str | None, str]:
+    if settings.ca_bundle is not None:
+        return settings.ca_bundle, "--ca-bundle"
+    return settings.ssl_cert_file, CA_ENV
+
+
+def _say_network(settings: Settings, proxies: Proxies) -> None:
+    """Once the run has started: which CAs it trusts, which proxy its uploads take."""
+    cafile, origin = _ca_file(settings)
+    if cafile is not None:
+        log.info("trusting only the certificate authorities in %s (%s)", cafile, origin)
+    proxy = proxies.for_url(settings.api_url)
+    if proxy is not None:
+        log.info("uploads go through the proxy %s", mask(proxy))
 
 
 def _warn_short_key(settings: Settings) -> None:
@@ -149,12 +197,14 @@ async def _run_with_ledger(
     *,
     argv: Sequence[str],
     display: bool,
+    network: tuple[Proxies, ssl.SSLContext],
 ) -> int:
     started = time.monotonic()
     tally, stop = Tally(), Stop()
     run_id = 0
     if not settings.dry_run:
-        command = shown(shlex.join(["ingest", *argv]))
+        # A --db or --proxy URL on the command line may carry a password: never kept.
+        command = hide_credentials(shown(shlex.join(["ingest", *argv])))
         host, pid = socket.gethostname(), os.getpid()
         run_id = await ledger.start_run(pid=pid, host=host, command=command, lease=settings.lease)
 
@@ -162,8 +212,14 @@ async def _run_with_ledger(
         return tally.as_dict(time.monotonic() - started)
 
     async with contextlib.AsyncExitStack() as stack:
+        _say_network(settings, network[0])
         http = await stack.enter_async_context(
-            open_http(concurrency=settings.concurrency, timeout=settings.timeout)
+            open_http(
+                concurrency=settings.concurrency,
+                timeout=settings.timeout,
+                proxies=network[0],
+                tls=network[1],
+            )
         )
         store = _store(settings, stop)  # its client is made only if a bucket is met
         stack.push_async_callback(store.close)
@@ -204,7 +260,7 @@ async def _run_with_ledger(
     status = RUN_STATUS.get(code, RunStatus.FINISHED)
     elapsed = time.monotonic() - started
     print(render_summary(tally, elapsed=elapsed, outcome=status, dry_run=settings.dry_run))
-    _say_why(parts.sender, writer, tally, parts.halt)  # last: the line a person (or cron) sees
+    _say_why(settings, parts, tally)  # last: the line a person (or cron) sees
     return int(code)
 
 
@@ -263,7 +319,7 @@ def _assemble(
             uploader=http.uploader(url=settings.api_url, key=settings.api_key),
             writer=writer,
             throttle=throttle,
-            breaker=Breaker(max_outage=settings.max_outage),
+            breaker=Breaker(max_outage=settings.max_outage, max_unreached=settings.max_unreached),
             policy=policy_from(settings),
             stop=stop,
             tally=tally,
@@ -327,12 +383,19 @@ async def _chain(*parts: AsyncIterator[list[Entry]]) -> AsyncIterator[list[Entry
             yield batch
 
 
-def _say_why(sender: Sender | DrySender, writer: Writer | None, tally: Tally, halt: _Halt) -> None:
-    if halt.error is not None:
-        print(f"ingest: {halt.error} (entries stay pending)", file=sys.stderr)
+def _say_why(settings: Settings, parts: _Parts, tally: Tally) -> None:
+    sender, writer = parts.sender, parts.writer
+    if parts.halt.error is not None:
+        print(f"ingest: {parts.halt.error} (entries stay pending)", file=sys.stderr)
     if sender.fatal is not None:
         print(f"ingest: {sender.fatal} (entries stay pending)", file=sys.stderr)
-    if sender.outage is not None:
+    never = sender.never_reached
+    if isinstance(sender.outage, NeverReached) or (never is not None and tally.left_total):
+        print(
+            f"ingest: cannot reach {public_url(settings.api_url)}: {never}; check --api-url",
+            file=sys.stderr,
+        )
+    elif sender.outage is not None:
         left = tally.seen - tally.processed
         more = "" if tally.sources_done else ", and the sources not yet read"
         print(

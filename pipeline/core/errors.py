@@ -16,7 +16,9 @@
     │                         refused, or a bucket is missing or refuses our credentials (exit 5);
     │                         entries stay pending for the next run
     ├── ServiceDown           the service stayed unreachable past --max-outage: stop taking work
-    │                         (exit 6); entries stay pending
+    │   │                     (exit 6); entries stay pending
+    │   └── NeverReached      no request of this run ever reached the service (refused, a name
+    │                         that does not resolve, TLS) for --max-unreached: a wrong URL
     ├── StoreUnreachable      an object store's listing kept failing (connection, 5xx) past the
     │                         retries: stop taking work (exit 6); a rerun should help
     └── Stopped               the run stopped before a step finished (the step was cancelled);
@@ -90,7 +92,9 @@ Slowdown = Literal["rate", "concurrency"]
 class TransientError(EntryError):
     """Retrying later may succeed. `retry_after` is the service's own hint, in seconds;
     `slowdown` is set when the service asked us to slow down (429, 1002, 1041, ...);
-    `unreachable` when it did not answer at all, or answered 5xx (the service may be down)."""
+    `unreachable` when it did not answer at all, or answered 5xx (the service may be down);
+    `connect_failed` says, in a few words, why no connection to it could be made at all
+    (`connection refused`, `name does not resolve`): the request never reached it."""
 
     def __init__(
         self,
@@ -99,12 +103,14 @@ class TransientError(EntryError):
         retry_after: float | None = None,
         slowdown: Slowdown | None = None,
         unreachable: bool = False,
+        connect_failed: str | None = None,
         trace_id: str | None = None,
     ) -> None:
         super().__init__(reason, trace_id=trace_id)
         self.retry_after = retry_after
         self.slowdown = slowdown
-        self.unreachable = unreachable
+        self.unreachable = unreachable or connect_failed is not None
+        self.connect_failed = connect_failed
 
 
 class PermanentError(EntryError):
@@ -140,6 +146,17 @@ class ServiceDown(IngestError):
         )
         self.since = since  # wall-clock epoch seconds of the first failure of the outage
         self.outage = outage
+
+
+class NeverReached(ServiceDown):
+    """No request of this run has reached the service, for `outage` seconds: every one failed
+    to connect (`cause`, e.g. `connection refused`). Most likely a wrong URL, a name that does
+    not resolve, or a proxy or firewall in the way: stop taking work (exit 6)."""
+
+    def __init__(self, since: float, outage: float, cause: str) -> None:
+        super().__init__(since, outage)
+        self.args = (f"no request reached the service in {outage:.0f} s: {cause}",)
+        self.cause = cause
 
 
 class Stopped(IngestError):

@@ -12,10 +12,12 @@ no database driver, JSON encoder or HTTP header accepts. So a name takes one of 
   `"/cat/a\\nb.wav"`). A plain key never starts with `"` (paths are absolute, URLs start with a
   scheme), so the two forms cannot be confused, and `path_bytes` turns either back into the exact
   bytes;
-- **on the wire** (`wire_filename`): the name as raw UTF-8, as RFC 7578 wants, with only what HTTP
-  cannot carry replaced by U+FFFD: bytes that are not UTF-8, and control characters (C0 and DEL).
-  Quotes and backslashes are sent escaped (`\\"`, `\\\\`) inside the quoted `filename` parameter,
-  which is how multipart parsers read them back.
+- **on the wire** (`wire_filename`): what goes between the quotes of the multipart form's
+  `filename="..."`, as browsers send it (the HTML standard's multipart/form-data encoding, which
+  servers are tested against): raw UTF-8, with `"` as `%22`, CR as `%0D`, LF as `%0A`, and a
+  backslash as it is. What HTTP cannot carry at all is replaced by U+FFFD: bytes that are not
+  UTF-8 and the other control characters (C0 but CR and LF, and DEL), for which the standard
+  has no escape.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import re
 
 REPLACEMENT = "\ufffd"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The HTML standard's escapes for names in multipart/form-data; it makes no other.
+_WHATWG = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
 # C escapes for the quoted key form: the usual named ones, octal for any other byte below 0x20,
 # DEL, and every byte that is not part of valid UTF-8.
 _NAMED = {0x07: "a", 0x08: "b", 0x09: "t", 0x0A: "n", 0x0B: "v", 0x0C: "f", 0x0D: "r"}
@@ -104,11 +108,14 @@ def path_bytes(key: str) -> bytes:
 
 
 def wire_filename(name: str) -> str:
-    """The `filename` sent with an upload: raw UTF-8, with bytes that are not UTF-8 and control
-    characters replaced by U+FFFD. Idempotent, so it can be applied at every layer."""
-    if is_plain(name):
+    """The `filename` sent with an upload, as it stands between the quotes on the wire: raw
+    UTF-8, `"` as `%22`, CR as `%0D`, LF as `%0A`, a backslash as it is; bytes that are not
+    UTF-8 and other control characters as U+FFFD. Idempotent, so it can be applied at every
+    layer."""
+    if is_plain(name) and '"' not in name:
         return name  # nothing to replace (most names): no regular expression run
-    return _CONTROL.sub(REPLACEMENT, os.fsencode(name).decode("utf-8", "replace"))
+    text = os.fsencode(name).decode("utf-8", "replace") if not is_plain(name) else name
+    return _CONTROL.sub(REPLACEMENT, text.translate(_WHATWG))
 
 
 def shown(text: str) -> str:

@@ -6,6 +6,8 @@ every entry spend its attempts on it one after another.
     HALF_OPEN --the probe (or any request) answers anything but FAILURE--> CLOSED
     HALF_OPEN --a FAILURE--> OPEN, the probe interval doubled (`first_probe` .. `max_probe`)
     OPEN / HALF_OPEN for longer than `max_outage` --> admit() raises ServiceDown
+    OPEN / HALF_OPEN for longer than `max_unreached`, and no request of the run has reached the
+        service yet --> admit() raises NeverReached (a wrong URL fails fast)
 
 A FAILURE is the service not answering (connection refused, reset, dropped, timeout) or answering
 HTTP 5xx; anything else, a 429 included, proves it is up. Only a run of failures trips it, not
@@ -13,6 +15,12 @@ their share: with 16% of requests failing at random, eight in a row happen once 
 million requests, while a dead service fails every request the pool has open at once. While
 OPEN, failures of requests sent before the trip change nothing. A probe whose verdict never comes
 (its caller was cancelled) is offered again after `max_probe` seconds.
+
+A request has *reached* the service when a connection was made, whatever came of it (an answer,
+a 5xx, a reset, a timeout while waiting for the answer). Until one has, every failure is a
+connection that could not be made (refused, a name that does not resolve, a TLS handshake that
+failed): a service that was there a moment ago is rarely gone the very moment a run starts,
+while a mistyped URL never answers, so such a run stops after the shorter `max_unreached`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from pipeline.core.errors import ServiceDown
+from pipeline.core.errors import NeverReached, ServiceDown
 from pipeline.core.times import clock_time
 from pipeline.flow.signals import Signal
 
@@ -41,6 +49,7 @@ class Breaker:
         self,
         *,
         max_outage: float,
+        max_unreached: float | None = None,
         trip_after: int = 8,
         first_probe: float = 1.0,
         max_probe: float = 30.0,
@@ -49,6 +58,7 @@ class Breaker:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.max_outage = max_outage
+        self.max_unreached = max_outage if max_unreached is None else max_unreached
         self.trip_after = trip_after
         self.first_probe = first_probe
         self.max_probe = max_probe
@@ -61,26 +71,50 @@ class Breaker:
         self._interval = first_probe
         self._next_probe = 0.0  # clock time: OPEN lets a probe out from then; HALF_OPEN re-offers
         self._changed = asyncio.Event()
+        self.reached = False  # whether any request of the run has reached the service
+        self.unreached_cause: str | None = None  # why the last connection could not be made
 
     @property
     def state(self) -> BreakerState:
         return self._state
 
+    @property
+    def never_reached(self) -> str | None:
+        """Why no request has reached the service, when none has and one at least failed."""
+        return None if self.reached else self.unreached_cause
+
     async def admit(self) -> bool:
         """Wait until a request may go out; True when this caller goes as the probe."""
         while self._state is not BreakerState.CLOSED:
             now = self._clock()
-            give_up = self._first_failed[0] + self.max_outage
+            give_up = self._first_failed[0] + self._patience()
             if now >= give_up:
-                raise ServiceDown(self._first_failed[1], now - self._first_failed[0])
+                self._give_up(now)
             if now >= self._next_probe:
                 self._send_probe(now)
                 return True
             await self._nap(min(self._next_probe, give_up) - now)
         return False
 
-    def record(self, signal: Signal) -> None:
-        """The outcome of any request: FAILURE counts against the service, anything else for."""
+    def _patience(self) -> float:
+        if self.reached:
+            return self.max_outage
+        return min(self.max_outage, self.max_unreached)
+
+    def _give_up(self, now: float) -> None:
+        since, outage = self._first_failed[1], now - self._first_failed[0]
+        cause = self.never_reached
+        if cause is not None:
+            raise NeverReached(since, outage, cause)
+        raise ServiceDown(since, outage)
+
+    def record(self, signal: Signal, *, unreached: str | None = None) -> None:
+        """The outcome of any request: FAILURE counts against the service, anything else for.
+        `unreached`: why no connection could be made, when none was."""
+        if unreached is None:
+            self.reached = True
+        else:
+            self.unreached_cause = unreached
         if signal is Signal.FAILURE:
             self._failed()
         else:

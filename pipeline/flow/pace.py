@@ -90,6 +90,16 @@ class Epoch:
         return self.held * 2 >= self.starts > 0
 
 
+def above(epoch: Epoch, limit: int) -> Epoch:
+    """`epoch` without the slow-downs of requests sent with more than `limit` open: a limit on
+    open requests explains them (the window's business), not the pace."""
+    slowed = sum(slow for open_, (_, slow) in epoch.profile.items() if open_ > limit)
+    profile = {n: (a - s, 0) if n > limit else (a, s) for n, (a, s) in epoch.profile.items()}
+    return dataclasses.replace(
+        epoch, answers=epoch.answers - slowed, slow=epoch.slow - slowed, profile=profile
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class PaceModel:
     samples: tuple[float, ...] = ()  # accepted rates of the epochs the estimate remembers

@@ -4,11 +4,14 @@ to the pool's requests.
 
 Each answer is one `Signal`. The window learns from CONCURRENCY refusals, and from 429s that
 fall only above some number of open requests; the pace from the rate of accepted answers per
-epoch. The pace is a token bucket `burst` seconds deep, so a start the busy event loop makes late
-is caught up rather than lost; a fixed `rate` has no such slack: it is a hard ceiling (a token
-bucket of depth one: starts 1/rate apart, so no second ever sees more), and the adaptive pace
-still applies below it. An isolated Retry-After delays only the request that received it (the
-caller's backoff); the pool never pauses for it.
+epoch, and from the slow-downs that the window does not explain: those are told from a limit on
+open requests by what they correlate with (the requests open when each was sent), and only a
+slow-down that falls at any count is a sign that requests go out too fast. The pace is a token
+bucket `burst` seconds deep, so a start the busy event loop makes late is caught up rather than
+lost; a fixed `rate` has no such slack: it is a hard ceiling (a token bucket of depth one:
+starts 1/rate apart, so no second ever sees more), and the adaptive pace still applies below it.
+An isolated Retry-After delays only the request that received it (the caller's backoff); the
+pool never pauses for it.
 
 A request holds a `Ticket` from `acquire()` until `release(ticket, signal)`: what was open when it
 was sent, under which window, in which epoch, which is what its answer teaches.
@@ -24,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from pipeline.flow import window as windows
-from pipeline.flow.pace import PACE, Epoch, Meter, PaceModel, PacePolicy, advance, pace_of
+from pipeline.flow.pace import PACE, Epoch, Meter, PaceModel, PacePolicy, above, advance, pace_of
 from pipeline.flow.signals import Signal
 
 log = logging.getLogger(__name__)
@@ -118,12 +121,11 @@ class Throttle:
 
     def _free(self, ticket: Ticket, signal: Signal | None) -> None:
         sent_with, sent_under = ticket.sent_with, ticket.sent_under
-        if signal is not None:
-            self._learn_window(signal, sent_with, sent_under)
+        if signal is not None and self._learn_window(signal, sent_with, sent_under):
+            signal = Signal.CONCURRENCY  # the window's refusal: not the pace's to learn from
         self._in_flight = max(0, self._in_flight - 1)
         for closed in self._meter.answered(ticket.epoch, signal, sent_with):
-            self._learn_pace(closed)
-            self._learn_limit(closed)
+            self._learn_pace(self._learn_limit(closed))
         self._freed.set()
 
     def _delay(self) -> float:
@@ -141,10 +143,13 @@ class Throttle:
         self._in_flight += 1
         return Ticket(self._in_flight, self._window.size, self._meter.started(held, now))
 
-    def _learn_window(self, signal: Signal, sent_with: int, sent_under: int) -> None:
+    def _learn_window(self, signal: Signal, sent_with: int, sent_under: int) -> bool:
+        """Learn from one answer; True when it refused the window (a 1041, or a slow-down at or
+        above the in-flight limit learnt)."""
         before, now = self._window, self._clock()
         slowed, concurrency = signal is Signal.RATE, signal is Signal.CONCURRENCY
-        if windows.is_refusal(before, slowed, concurrency, sent_with):
+        refusal = windows.is_refusal(before, slowed, concurrency, sent_with)
+        if refusal:
             self._window = windows.refused(self._window_policy, before, sent_with, sent_under, now)
         elif signal is Signal.OK:
             self._window = windows.answered(before, self._in_flight, now)
@@ -157,20 +162,30 @@ class Throttle:
             )
         elif self._window.size > before.size:
             log.debug("window %d -> %d", before.size, self._window.size)
+        return refusal
 
-    def _learn_limit(self, epoch: Epoch) -> None:
-        """Slow-downs only above some number of open requests: a limit on open requests."""
+    def _learn_limit(self, epoch: Epoch) -> Epoch:
+        """Slow-downs only above some number of open requests: a limit on open requests. The
+        epoch comes back without those slow-downs, which say nothing of the pace: left in, a
+        limit on open requests answered with 429 would engage the pace, which then held the
+        pool below what the window allows."""
         limit = windows.limit_of(self._window_policy, epoch.profile)
-        if limit is None or limit >= self._window.size:
-            return
-        before = self._window.size
+        if limit is None:  # none seen in this epoch: the one learnt, if any, explains its own
+            return above(epoch, self._window.learnt) if self._window.learnt else epoch
+        explained = above(epoch, limit)
+        if limit >= self._window.size:
+            return explained
+        before, first = self._window.size, not self._window.learnt
         self._window = windows.learn_limit(self._window_policy, self._window, limit, self._clock())
+        if first:  # the slow-downs that engaged the pace were this limit's: start it afresh
+            self._model = PaceModel()
         log.info(
             "slow-downs only above %d requests open at once: window %d -> %d",
             limit,
             before,
             self._window.size,
         )
+        return explained
 
     def _learn_pace(self, epoch: Epoch) -> None:
         if not epoch.answers:

@@ -19,8 +19,9 @@ or random slow-downs by where the slow-downs fall: per epoch of the pace, the an
 by the number of requests open when each was sent. When nearly all were accepted up to some count
 `K` and most were refused above it, the service allows `K`, and that is treated as a refusal at
 `K + 1`. Random slow-downs fall at every count alike, and so do a rate limit's. Once such a limit
-is learnt, a slow-down for a request sent with more than `K` open is a refusal like a 1041, and
-`K` follows the window up as larger sizes hold.
+is learnt, a slow-down for a request sent with `K` or more open is a refusal like a 1041 (at `K`,
+another request overtook it), and `K` follows the window up as larger sizes hold. Those
+slow-downs are then the window's alone: the pace (`throttle.py`) does not learn from them.
 
 Requests overtake each other on the way, so the refused one may have been sent with `k` at the
 limit rather than above it: the window then lands one below the limit and regains it within a
@@ -95,8 +96,9 @@ def answered(window: Window, in_flight: int, now: float) -> Window:
 
 
 def is_refusal(window: Window, slowed: bool, concurrency: bool, sent_with: int) -> bool:
-    """Whether an answer refuses the window: a 1041, or a slow-down above a learnt limit."""
-    return concurrency or (slowed and 0 < window.learnt < sent_with)
+    """Whether an answer refuses the window: a 1041, or a slow-down for a request sent with at
+    least the learnt limit open (at it: another request overtook it on the way)."""
+    return concurrency or (slowed and 0 < window.learnt <= sent_with)
 
 
 def learn_limit(policy: WindowPolicy, window: Window, limit: int, now: float) -> Window:

@@ -1,9 +1,10 @@
 """Logging set-up: plain lines or JSON lines on stderr, and a filter that masks secrets.
 
-The key (and a database password) is never put in a message on purpose; the filter is a second
-line of defence for text that comes from elsewhere (a library's exception text, say). It masks a
-secret only where it stands as a whole token, so a short or unlucky key never stars letters
-inside paths and words.
+The key (and a database or proxy password) is never put in a message on purpose; the filter is
+a second line of defence for text that comes from elsewhere (a library's exception text, say).
+It masks a secret only where it stands as a whole token, so a short or unlucky key never stars
+letters inside paths and words, and it hides the user and password of any URL in a line
+(`http://***:***@proxy:3128`), where a password is not a token of its own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from pipeline.core.secret import Secret
+from pipeline.core.secret import Secret, hide_credentials
 
 SHORTEST_REAL_KEY = 16  # characters; anything shorter is a typo or a placeholder
 
@@ -41,11 +42,12 @@ class RedactSecrets(logging.Filter):
         self._pattern = token_pattern([s.reveal() for s in secrets])
 
     def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = hide_credentials(message) if "@" in message else message
         if self._pattern is not None:
-            message = record.getMessage()
-            masked = self._pattern.sub("***", message)
-            if masked != message:
-                record.msg, record.args = masked, None
+            masked = self._pattern.sub("***", masked)
+        if masked != message:
+            record.msg, record.args = masked, None
         return True
 
 

@@ -13,9 +13,10 @@
     #     breaker opened, or it was the breaker's probe) does not use up an attempt.
 
 A permanent error fails the content at once; a refused key stops the whole run (`fatal`); a
-service down for longer than `--max-outage` stops it too (`outage`); a file that changed since
-it was hashed is left for the next run; a ledger that cannot be written stops the run (the writer
-asks for that itself).
+service down for longer than `--max-outage` stops it too (`outage`), and so does one that no
+request has reached for `--max-unreached` (a wrong URL: `outage` is then a `NeverReached`); a
+file that changed since it was hashed is left for the next run; a ledger that cannot be written
+stops the run (the writer asks for that itself).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class Sender:
         self.clock = clock
         self.fatal: RunFatal | None = None
         self.outage: ServiceDown | None = None
+
+    @property
+    def never_reached(self) -> str | None:
+        """Why no request of this run reached the service, when none did (and one was sent)."""
+        return self.breaker.never_reached
 
     def begin(self, job: Job) -> Upload:
         return Upload(job, self.clock())
@@ -175,7 +181,8 @@ class Sender:
         """What an answer (None: a success) says of the service, told to the breaker now; the
         throttle learns it once the outcome is recorded and the slot is given back."""
         signal = signal_of(error)
-        self.breaker.record(signal)
+        unreached = error.connect_failed if isinstance(error, TransientError) else None
+        self.breaker.record(signal, unreached=unreached)
         return signal
 
     async def _send(self, job: Job) -> UploadResult:
@@ -232,6 +239,7 @@ class DrySender:
 
     fatal: RunFatal | None = None
     outage: ServiceDown | None = None
+    never_reached: str | None = None
 
     def __init__(self, tally: Tally, clock: Callable[[], float] = time.monotonic) -> None:
         self.tally = tally

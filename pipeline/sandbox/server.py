@@ -8,6 +8,9 @@ limits can be set: requests per second (a sliding one-second window of accepted 
 beyond it) and requests open at once (base_resp 1041 "connection limit", or 429, beyond it), so
 retries, pacing, the window of requests in flight and timeouts are exercised for real.
 
+With `--tls-cert FILE --tls-key FILE` it serves HTTPS (each record then names the connection it
+came on, `conn`, so a test counts TLS handshakes as distinct connections).
+
 State: the list of requests received, served at `GET /_sandbox/requests` and appended to `--log`
 as JSON lines, so tests can count exactly what was sent. The upload body is streamed to a temporary
 file, never held in memory.
@@ -23,8 +26,10 @@ import dataclasses
 import hashlib
 import json
 import random
+import re
 import secrets
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -88,6 +93,9 @@ class Sandbox:
 
     async def upload(self, request: web.Request) -> web.StreamResponse:
         record: dict[str, Any] = {"ts": time.time(), "peer": request.remote}
+        if request.transport is not None:  # which connection: a new one is a new handshake
+            peer = request.transport.get_extra_info("peername")
+            record["conn"] = f"{peer[0]}:{peer[1]}" if peer else None
         self._open += 1
         try:
             return await self._upload(request, record)
@@ -255,11 +263,22 @@ async def _read_form(request: web.Request, folder: Path) -> dict[str, Any]:
             form.update(
                 path=path,
                 filename=part.filename,
+                filename_sent=_sent_filename(part.headers.get("Content-Disposition", "")),
                 sha256=digest.hexdigest(),
                 size=size,
                 content_type=part.headers.get("Content-Type"),
             )
     return form
+
+
+_FILENAME = re.compile(r'\bfilename="(.*)"\s*$', re.DOTALL)
+
+
+def _sent_filename(disposition: str) -> str | None:
+    """The file name exactly as it is between the quotes on the wire (aiohttp's reader drops
+    each backslash and keeps `%22`: what a given server makes of it differs)."""
+    match = _FILENAME.search(disposition)
+    return match.group(1) if match else None
 
 
 def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
@@ -280,7 +299,12 @@ def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
         key=environ.get(KEY_ENV) or DEMO_KEY, faults=faults, seed=args.seed, log_path=args.log
     )
     try:
-        asyncio.run(_serve(sandbox, args.host, args.port))
+        tls = _tls(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"ingest sandbox: cannot use --tls-cert/--tls-key: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(sandbox, args.host, args.port, tls))
     except OSError as exc:
         print(
             f"ingest sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror}",
@@ -290,13 +314,26 @@ def serve(args: argparse.Namespace, *, environ: Mapping[str, str]) -> int:
     return 0
 
 
-async def _serve(sandbox: Sandbox, host: str, port: int) -> None:
+def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS context from a PEM certificate (chain) and its key; None: plain HTTP."""
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise OSError("--tls-key needs --tls-cert")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def _serve(sandbox: Sandbox, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     runner = web.AppRunner(sandbox.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)  # hung requests end at once
+    # shutdown_timeout: hung requests end at once
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0, ssl_context=tls)
     await site.start()
     bound = runner.addresses[0][1] if runner.addresses else port
-    print(f"sandbox listening on http://{host}:{bound}{UPLOAD_PATH}", flush=True)
+    scheme = "https" if tls is not None else "http"
+    print(f"sandbox listening on {scheme}://{host}:{bound}{UPLOAD_PATH}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -13,6 +13,10 @@ as it passes the limit, whatever Content-Length said), connect and read timeouts
 failures (connection errors, timeouts, 408/429/5xx) are retried with the same policy as uploads;
 401, 403, 404, 410 and other 4xx fail the row with the status in the reason. The temporary file is
 removed on any failure; on success the caller owns it (`Fetched.discard()`).
+
+Each request goes by its own route (`routes.py`): the proxy for its URL, redirects included. At
+debug level each request and each answer is one log line, the URL shown without its query's
+values (a signature, a token).
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import logging
 import os
 import re
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -34,10 +40,15 @@ import yarl
 from pipeline.content.body import Body
 from pipeline.content.located import Located
 from pipeline.core.errors import EntryError, PermanentError, TransientError
+from pipeline.core.secret import public_url
 from pipeline.flow.backoff import RetryPolicy, Sleep, retrying
 from pipeline.transport.errors import client_errors, describe
+from pipeline.transport.proxies import mask, unsupported
 from pipeline.transport.replies import parse_retry_after, transient_status
+from pipeline.transport.routes import Routes
 from pipeline.transport.timeouts import timeouts
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -66,7 +77,7 @@ def _mb(n: int) -> str:
 class HttpFetcher:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        routes: Routes,
         *,
         max_size: int,
         timeout: float,
@@ -75,7 +86,7 @@ class HttpFetcher:
         folder: str | None = None,
         max_held: int | None = None,
     ) -> None:
-        self._session = session
+        self._routes = routes
         # Downloads on disk at once (fetched, not yet discarded): jobs waiting out a backoff
         # keep theirs, and there are several of those per request slot.
         self._held = asyncio.Semaphore(max_held) if max_held else None
@@ -117,21 +128,49 @@ class HttpFetcher:
         return Located(digest, Body(size=size, path=str(path)), temporary=path)
 
     async def _download(self, url: str, path: Path) -> tuple[str, int]:
-        timeout = timeouts(self._timeout)
         target = _target(url)
-        try:
-            with client_errors("download", timeout=self._timeout):
-                for _ in range(MAX_REDIRECTS + 1):
-                    async with self._session.get(
-                        target, timeout=timeout, allow_redirects=False
-                    ) as resp:
-                        location = resp.headers.get("Location")
-                        if resp.status not in REDIRECTS or location is None:
-                            return await self._take(resp, path)
-                    target = _redirected(target, location)
-        except TransientError as exc:
-            raise _permanent_if_bad_url(exc) from exc.__cause__
+        for _ in range(MAX_REDIRECTS + 1):
+            done, location = await self._get(target, path)
+            if done is not None:
+                return done
+            assert location is not None
+            target = _redirected(target, location)
         raise PermanentError(f"download failed: more than {MAX_REDIRECTS} redirects")
+
+    async def _get(self, target: yarl.URL, path: Path) -> tuple[tuple[str, int] | None, str | None]:
+        """One GET: (digest, size) when it brought the file, else the Location it points to."""
+        session, proxy = self._routes.route(target)
+        if proxy is not None and (problem := unsupported(proxy)) is not None:
+            raise PermanentError(f"download failed: proxy {mask(proxy)}: {problem}")
+        shown = public_url(str(target))
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            via = f" via proxy {mask(proxy)}" if proxy else ""
+            log.debug("-> GET %s%s", shown, via)
+        started = time.monotonic()
+        try:
+            with client_errors("download", timeout=self._timeout, proxy=proxy):
+                async with session.get(
+                    target,
+                    timeout=timeouts(self._timeout),
+                    allow_redirects=False,
+                    proxy=proxy,
+                ) as resp:
+                    location = resp.headers.get("Location")
+                    if resp.status in REDIRECTS and location is not None:
+                        _said(debug, shown, resp.status, 0, started)
+                        return None, location
+                    try:
+                        done = await self._take(resp, path)
+                    except PermanentError:
+                        _said(debug, shown, resp.status, None, started)
+                        raise
+                    _said(debug, shown, resp.status, done[1], started)
+                    return done, None
+        except TransientError as exc:
+            if debug:
+                log.debug("<- GET %s: %s after %.3f s", shown, exc, time.monotonic() - started)
+            raise _permanent_if_bad_url(exc) from exc.__cause__
 
     async def _take(self, resp: aiohttp.ClientResponse, path: Path) -> tuple[str, int]:
         _check_status(resp)
@@ -154,6 +193,14 @@ class HttpFetcher:
                 digest.update(chunk)
                 await out.write(chunk)
         return digest.hexdigest(), size
+
+
+def _said(debug: bool, shown: str, status: int, size: int | None, started: float) -> None:
+    """The debug line for an answer: status, bytes of body taken, time."""
+    if debug:
+        taken = "body not taken" if size is None else f"{size} bytes"
+        seconds = time.monotonic() - started
+        log.debug("<- GET %s: HTTP %d, %s in %.3f s", shown, status, taken, seconds)
 
 
 def _target(text: str) -> yarl.URL:

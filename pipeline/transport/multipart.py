@@ -3,6 +3,11 @@
 A file already in memory is put together as bytes directly (`multipart_bytes`); a file on disk
 is streamed by `FilePayload`, which refuses to finish if the file is not the one that was
 hashed. Every attempt builds a fresh body: aiohttp cannot send a request body twice.
+
+The parts' `Content-Disposition` headers are written here, not by aiohttp's `FormData`, which
+either percent-encodes the whole name (`Café` as `Caf%C3%A9`, kept as such by servers) or
+backslash-escapes `"` and `\\`, where browsers send `%22` and a bare backslash (see
+`pipeline.core.names.wire_filename`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import secrets
 from typing import Any
 
 import aiohttp
+from aiohttp import hdrs
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import BytesPayload, Payload
+from aiohttp.payload import BytesPayload, Payload, StringPayload
 
 from pipeline.content.body import CHUNK, Body
 from pipeline.core.errors import SourceChanged
@@ -29,18 +35,23 @@ def payload_of(body: Body, content_type: str) -> Payload:
     return FilePayload(body, content_type=content_type)
 
 
-def build_form(purpose: str, body: Body, filename: str, content_type: str) -> aiohttp.FormData:
-    """The multipart form of one upload. The file name goes out as raw UTF-8 (RFC 7578), not
-    percent-encoded as aiohttp does by default, which parsers keep literally; what HTTP cannot
-    carry is replaced first (see `pipeline.core.names.wire_filename`)."""
-    form = aiohttp.FormData(quote_fields=False)
-    form.add_field("purpose", purpose)
-    form.add_field(
-        "file",
-        payload_of(body, content_type),
-        filename=wire_filename(filename),
-        content_type=content_type,
-    )
+def file_disposition(filename: str) -> str:
+    """The file part's Content-Disposition, the name as browsers send it."""
+    return f'form-data; name="file"; filename="{wire_filename(filename)}"'
+
+
+def build_form(
+    purpose: str, body: Body, filename: str, content_type: str
+) -> aiohttp.MultipartWriter:
+    """The multipart form of one upload: `purpose`, then `file` with its name as browsers send
+    it (raw UTF-8, `"` as `%22`, CR and LF as `%0D` and `%0A`)."""
+    form = aiohttp.MultipartWriter("form-data")
+    field = StringPayload(purpose, content_type="text/plain; charset=utf-8")
+    field.headers[hdrs.CONTENT_DISPOSITION] = 'form-data; name="purpose"'
+    form.append_payload(field)
+    part = payload_of(body, content_type)
+    part.headers[hdrs.CONTENT_DISPOSITION] = file_disposition(filename)
+    form.append_payload(part)
     return form
 
 
@@ -51,12 +62,11 @@ def multipart_bytes(
     put together directly: the bytes aiohttp writes, at a fraction of the cost per upload.
     A test holds the two byte for byte."""
     boundary = secrets.token_hex(16)
-    name = wire_filename(filename).replace("\\", "\\\\").replace('"', '\\"')
     head = (
         f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n"
         f'Content-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
         f"--{boundary}\r\nContent-Type: {content_type}\r\n"
-        f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n\r\n'
+        f"Content-Disposition: {file_disposition(filename)}\r\n\r\n"
     )
     tail = f"\r\n--{boundary}--\r\n"
     body = b"".join((head.encode("utf-8"), data, tail.encode("ascii")))

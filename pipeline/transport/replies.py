@@ -50,6 +50,10 @@ FATAL_HTTP = {
     401: "the API key was refused (HTTP 401): check AIMLAPI_API_KEY",
     403: "the account is out of credits or not allowed (HTTP 403): check the account",
 }
+PROXY_AUTH = (
+    "a proxy asked for credentials (HTTP 407): check the user and password of the proxy URL "
+    "(--proxy, https_proxy, http_proxy)"
+)
 TRANSIENT_HTTP = frozenset({408, 425, 429})
 
 
@@ -96,6 +100,14 @@ class Reply:
         value = body.get("trace_id") if isinstance(body, dict) else None
         return str(value) if value else None
 
+    @property
+    def base_resp_code(self) -> str:
+        """`base_resp.status_code` as sent, for a log line; `-` when there is none."""
+        body = self.json
+        base = body.get("base_resp") if isinstance(body, dict) else None
+        code = base.get("status_code") if isinstance(base, dict) else None
+        return "-" if code is None else str(code)
+
     def message(self) -> str:
         """What the service said, from the JSON body's usual places."""
         body = self.json
@@ -141,6 +153,8 @@ def classify_http(reply: Reply, *, size: int | None = None) -> Exception | None:
     detail = reply.message() or (f"answered by {foreign}" if foreign else "")
     said = f"HTTP {status}" + (f": {detail}" if detail else "")
     trace = reply.trace_id
+    if status == 407:  # only a proxy asks this, whatever page it sends with it
+        return RunFatal(PROXY_AUTH)
     if status in FATAL_HTTP:
         if foreign is not None:
             return RunFatal(

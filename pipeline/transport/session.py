@@ -1,35 +1,52 @@
-"""The run's HTTP side in one place: one aiohttp session (its pool and timeouts), and the upload
-client and the fetcher that share it."""
+"""The run's HTTP side in one place: its connection pools, timeouts, proxies and the CAs it
+trusts, and the upload client and the fetcher that share them.
+
+- **Proxies** are chosen per request (`Routes`), from the environment as curl reads it
+  (`proxies.py`), and passed to aiohttp as `proxy=`. The session keeps `trust_env=False`: with
+  it, aiohttp would also read `~/.netrc` and add Basic credentials for the service's host, which
+  aiohttp then refuses to combine with the Bearer key, failing every upload.
+- **Plain-HTTP requests through a proxy** use a pool that closes each connection after its
+  answer: proxies such as tinyproxy close a client's connection after every plain-HTTP answer
+  without saying so, and aiohttp would write the next request into the dead connection.
+  Requests that go direct, or through a CONNECT tunnel (https), keep their connections.
+- **One TLS context** for every connection: the CAs of `--ca-bundle` (or `SSL_CERT_FILE`)
+  only, as `curl --cacert` trusts only its file, or the system's.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
-from pipeline.core.secret import Secret
+from pipeline.core.errors import UsageError
+from pipeline.core.secret import Secret, public_url
 from pipeline.flow.backoff import RetryPolicy, Sleep
 from pipeline.transport.client import UploadClient
 from pipeline.transport.fetch import HttpFetcher
+from pipeline.transport.proxies import Proxies, mask, unsupported
+from pipeline.transport.routes import Routes
 from pipeline.transport.timeouts import timeouts
 
 
 class Http:
-    """One session, for uploads and downloads alike; open it with `open_http`."""
+    """The pools and how requests are routed through them; open it with `open_http`."""
 
-    def __init__(self, session: aiohttp.ClientSession, *, timeout: float) -> None:
-        self.session = session
+    def __init__(self, routes: Routes, *, timeout: float) -> None:
+        self.routes = routes
         self.timeout = timeout
 
     def uploader(self, *, url: str, key: Secret) -> UploadClient:
-        return UploadClient(self.session, url=url, key=key, timeout=self.timeout)
+        return UploadClient(self.routes, url=url, key=key, timeout=self.timeout)
 
     def fetcher(
         self, *, max_size: int, policy: RetryPolicy, sleep: Sleep, max_held: int | None = None
     ) -> HttpFetcher:
         return HttpFetcher(
-            self.session,
+            self.routes,
             max_size=max_size,
             timeout=self.timeout,
             policy=policy,
@@ -38,10 +55,53 @@ class Http:
         )
 
 
+def upload_proxy(proxies: Proxies, url: str) -> str | None:
+    """The proxy uploads to `url` go through; UsageError when it cannot be used. Asked before
+    the run starts."""
+    proxy = proxies.for_url(url)
+    if proxy is None:
+        return None
+    problem = unsupported(proxy)
+    if problem is not None:
+        raise UsageError(f"proxy {mask(proxy)} for {public_url(url)}: {problem}")
+    return proxy
+
+
+def tls_context(cafile: str | None, origin: str = "--ca-bundle") -> ssl.SSLContext:
+    """The TLS context of every connection: only the CAs in `cafile` when given (`origin` names
+    where it came from, for the error), else the system's. UsageError when it cannot be read."""
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise UsageError(
+            f"{origin} {cafile}: cannot be read as PEM certificates: {reason}"
+        ) from None
+
+
 @contextlib.asynccontextmanager
-async def open_http(*, concurrency: int, timeout: float) -> AsyncIterator[Http]:
-    """The run's session, closed at the end of the block. Its pool holds the uploads in flight
-    and the downloads beside them."""
-    connector = aiohttp.TCPConnector(limit=concurrency * 2 + 4)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeouts(timeout)) as session:
-        yield Http(session, timeout=timeout)
+async def open_http(
+    *,
+    concurrency: int,
+    timeout: float,
+    proxies: Proxies | None = None,
+    tls: ssl.SSLContext | None = None,
+) -> AsyncIterator[Http]:
+    """The run's pools, closed at the end of the block. They hold the uploads in flight and the
+    downloads beside them."""
+    limit = concurrency * 2 + 4
+    context = tls if tls is not None else tls_context(None)
+    settings: dict[str, Any] = {"timeout": timeouts(timeout), "trust_env": False}
+    keep = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=limit, ssl=context), **settings
+    )
+
+    def closing() -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=limit, ssl=context, force_close=True)
+        return aiohttp.ClientSession(connector=connector, **settings)
+
+    routes = Routes(keep, closing, proxies or Proxies())
+    try:
+        yield Http(routes, timeout=timeout)
+    finally:
+        await routes.close()

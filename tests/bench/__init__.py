@@ -20,7 +20,10 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
        on 20,000 rows (rows/s, start-up subtracted) and on 1,000,000 (time, peak RSS)
        (`dry.py`);
     8. flow control (`flow.py`): random slow-downs and faults vs none, a limit on requests a
-       second, a limit on requests open at once, from the sandbox's log of requests;
+       second, a limit on requests open at once (answered 1041, and a bare 429), from the
+       sandbox's log of requests;
+   8b. the network (`network.py`): through tinyproxy on loopback vs direct, over HTTP and over
+       HTTPS (CONNECT); the sandbox over HTTPS vs plain HTTP, TLS handshakes counted;
     9. a fleet on one PostgreSQL ledger (`fleet.py`): three runs vs one, one of three killed,
        the ledger's cost per file on PostgreSQL beside SQLite;
    10. buckets (`buckets.py`): 2,000 objects from moto's S3 server vs the same files from a
@@ -34,11 +37,12 @@ noisy 2-core machine, and medians and ratios are printed. What is measured:
 `python -m tests.bench NAME ...` runs only the sections named (`noisy`, `rate_limit`, `fleet`,
 ...: the functions listed in `__main__.py`).
 
-Missing tools (curl, rclone, hyperfine, strace) are installed with apt-get when possible; else
-the row says which reference was skipped and why. `BENCH_REPEATS=N` sets the repetitions
-(default 3: then a comparison stops repeating when another round would pass its time budget,
-since ingest is slow in places and the machine is shared); `BENCH_QUICK=1` makes every size
-about ten times smaller and repeats once. Bench code is not part of `make test`.
+Missing tools (curl, rclone, hyperfine, strace) are installed with apt-get when possible
+(tinyproxy comes with `.ci/run`); else the row says which reference was skipped and why.
+`BENCH_REPEATS=N` sets the repetitions (default 3: then a comparison stops repeating when
+another round would pass its time budget, since ingest is slow in places and the machine is
+shared); `BENCH_QUICK=1` makes every size about ten times smaller and repeats once. Bench code
+is not part of `make test`.
 
 `python -m tests.bench.profiling` profiles the two throughput rows and the rerun row (py-spy, and
 in-process counters of thread hops and SQL statements: `counting.py`); see its docstring.

@@ -18,6 +18,7 @@ from tests.bench import (
     fleet,
     flow,
     ledger,
+    network,
     probing,
     throughput,
 )
@@ -39,6 +40,8 @@ SECTIONS: list[Section] = [
     flow.noisy,
     flow.rate_limit,
     flow.in_flight_limit,
+    network.proxy_row,
+    network.https_row,
     fleet.fleet,
     fleet.ledger_cost,
     buckets.bucket_upload,

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
@@ -174,9 +175,11 @@ def median(samples: Sequence[Sample], field: str = "seconds") -> float:
 
 
 class Sandbox:
-    """`ingest sandbox` as a subprocess on a free loopback port."""
+    """`ingest sandbox` as a subprocess on a free loopback port; over HTTPS when its flags give
+    a certificate, `ca` being the CA that signed it."""
 
-    def __init__(self, *flags: str) -> None:
+    def __init__(self, *flags: str, ca: Path | None = None) -> None:
+        self.ca = ca
         self.process = subprocess.Popen(
             [INGEST, "sandbox", "--port", "0", *flags],
             stdout=subprocess.PIPE,
@@ -197,7 +200,9 @@ class Sandbox:
 
     def requests(self) -> list[dict[str, Any]]:
         base = self.url.split("/v2/", 1)[0]
-        with urllib.request.urlopen(f"{base}/_sandbox/requests", timeout=60) as resp:
+        context = None if self.ca is None else ssl.create_default_context(cafile=str(self.ca))
+        url = f"{base}/_sandbox/requests"
+        with urllib.request.urlopen(url, timeout=60, context=context) as resp:
             return list(json.load(resp))
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.sandbox.server import DEMO_KEY
@@ -54,8 +55,15 @@ def _apt_update() -> None:
     subprocess.run(["apt-get", "update", "-qq"], capture_output=True, check=False)
 
 
-def curl_xargs(url: str, listing: Path, concurrency: int, sandbox: Sandbox) -> Sample:
-    """One `curl` per file, `concurrency` at once; fails unless every upload succeeded."""
+def curl_xargs(
+    url: str,
+    listing: Path,
+    concurrency: int,
+    sandbox: Sandbox,
+    env: Mapping[str, str] | None = None,
+) -> Sample:
+    """One `curl` per file, `concurrency` at once; fails unless every upload succeeded. `env`:
+    its environment (curl reads `http_proxy` there), the test's by default."""
     curl = [
         "curl",
         "-sS",
@@ -70,7 +78,7 @@ def curl_xargs(url: str, listing: Path, concurrency: int, sandbox: Sandbox) -> S
         url,
     ]
     argv = ["xargs", "-a", str(listing), "-P", str(concurrency), "-I{}", *curl]
-    sample = measure(argv, sandbox=sandbox)
+    sample = measure(argv, sandbox=sandbox, env=env)
     wanted = len(listing.read_text().splitlines())
     ok = sample.stdout.count('"status_code": 0')
     if ok != wanted:

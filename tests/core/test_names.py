@@ -37,13 +37,16 @@ def test_plain_names_are_their_own_key_and_odd_ones_are_quoted() -> None:
     assert source_key('/cat/"x".wav') == '/cat/"x".wav'  # plain: starts with /, not a quote
 
 
-def test_wire_filename_keeps_utf8_and_replaces_only_what_http_cannot_carry() -> None:
+def test_wire_filename_is_what_browsers_send() -> None:
     assert wire_filename("Café del Mar.wav") == "Café del Mar.wav"
     assert wire_filename("Cafe\u0301.wav") == "Cafe\u0301.wav"  # NFD stays NFD
     assert wire_filename(os.fsdecode(b"Caf\xe9.wav")) == "Caf\ufffd.wav"
-    assert wire_filename("a\nb\tc\x7f.wav") == "a\ufffdb\ufffdc\ufffd.wav"
-    assert wire_filename('50% "q" ; x=\\.wav') == '50% "q" ; x=\\.wav'
-    assert wire_filename(wire_filename(os.fsdecode(b"\xe9\n"))) == "\ufffd\ufffd"
+    assert wire_filename("a\nb\r\nc.wav") == "a%0Ab%0D%0Ac.wav"  # the HTML standard's escapes
+    # The standard has no escape for the other controls: HTTP cannot carry them.
+    assert wire_filename("a\tb\x01c\x7f.wav") == "a\ufffdb\ufffdc\ufffd.wav"
+    assert wire_filename('50% "q" ; x=\\.wav') == "50% %22q%22 ; x=\\.wav"  # a backslash as is
+    assert wire_filename("%22.wav") == "%22.wav"
+    assert wire_filename(wire_filename(os.fsdecode(b'\xe9\n"'))) == "\ufffd%0A%22"
 
 
 def test_is_plain_and_shown_never_raise_on_surrogates() -> None:

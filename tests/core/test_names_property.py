@@ -5,14 +5,16 @@ A POSIX name is any 1 to 255 bytes but `/` and NUL. Each name goes: filesystem b
 `ingest export`) -> `wire_filename` -> the real upload form, serialised by aiohttp itself -> read
 by Werkzeug's and python-multipart's multipart parsers, which we did not write.
 
-Both parsers have a documented way of reading some valid names differently from how they were
-sent; the properties predict those exactly rather than skip them:
+The name goes out as browsers send it (`"` as `%22`, CR and LF as `%0D` and `%0A`, a backslash
+as it is), and each parser reads some names differently from how they were sent; the
+properties predict exactly how rather than skip them:
 
-- Werkzeug turns `%22` in a quoted parameter into `"` (the HTML standard escapes quotes in file
-  names that way), so a name holding the text `%22` arrives with a quote in its place;
-- python-multipart strips everything up to the last backslash from a name that looks like a
-  Windows path (its second and third bytes are `:\\`, or it starts with `\\\\`): an old Internet
-  Explorer sent whole client paths.
+- Werkzeug reads a backslash as escaping the character after it (which stays, the backslash
+  goes), and `%22` as `"`; a name that ends in an unpaired backslash escapes the closing quote,
+  so the part arrives with no file name at all;
+- python-multipart reads `\\\\` as one backslash, and strips everything up to the last backslash
+  from a name that looks like a Windows path (its second and third bytes are `:\\`, or it starts
+  with `\\\\`): an old Internet Explorer sent whole client paths.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pipeline.core.names import is_plain, path_bytes, source_key, wire_filename
 from pipeline.ledger.queries import EXPORT_COLUMNS
 from pipeline.output.export import Exporter
 from pipeline.transport.multipart import build_form
-from tests.multipart_readers import read_upload, serialised
+from tests.multipart_readers import multipart_reads, read_upload, serialised, werkzeug_reads
 
 FAST = settings(
     max_examples=200,
@@ -80,6 +82,7 @@ FRAGMENTS = [
 
 _NOT_IN_NAMES = str.maketrans({"/": "_", "\0": "_"})
 _CONTROLS_TO_FFFD = {c: "\ufffd" for c in [*range(0x20), 0x7F]}
+_WHATWG = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A"})
 
 
 def _legal(raw: bytes) -> bytes:
@@ -121,31 +124,19 @@ def upload_as_read(name: str) -> dict[str, Any]:
     return part
 
 
-def werkzeug_reads(sent: str) -> str:
-    """What Werkzeug makes of a file name sent as `sent`: `%22` becomes a quote."""
-    return sent.replace("%22", '"')
-
-
-def multipart_reads(sent: str) -> str:
-    """What python-multipart makes of a file name sent as `sent`: a name that looks like a
-    Windows path keeps only what follows its last backslash."""
-    raw = sent.encode()
-    return sent.rsplit("\\", 1)[-1] if raw[1:3] == b":\\" or raw[:2] == b"\\\\" else sent
-
-
 @FAST
 @given(raw=NAMES)
 def test_every_name_crosses_the_wire_and_both_parsers_read_it_as_sent(raw: bytes) -> None:
     name = os.fsdecode(raw)
     sent = wire_filename(name)
     if is_plain(name):
-        assert sent == name
-    else:  # bytes that are not UTF-8 and control characters as U+FFFD, the rest as it is
-        assert sent == raw.decode("utf-8", "replace").translate(_CONTROLS_TO_FFFD)
+        assert sent == name.replace('"', "%22")
+    else:  # bytes that are not UTF-8 and other control characters as U+FFFD
+        decoded = raw.decode("utf-8", "replace")
+        assert sent == decoded.translate(_WHATWG).translate(_CONTROLS_TO_FFFD)
     part = upload_as_read(name)
-    escaped = sent.replace("\\", "\\\\").replace('"', '\\"').encode()
-    disposition = b'form-data; name="file"; filename="' + escaped + b'"'
-    assert part["disposition"].encode("latin-1") == disposition  # RFC 7578: raw UTF-8
+    disposition = b'form-data; name="file"; filename="' + sent.encode() + b'"'
+    assert part["disposition"].encode("latin-1") == disposition  # raw UTF-8, as browsers send
     assert part["filename_werkzeug"] == werkzeug_reads(sent)
     assert part["filename_multipart"] == multipart_reads(sent)
 
@@ -153,18 +144,23 @@ def test_every_name_crosses_the_wire_and_both_parsers_read_it_as_sent(raw: bytes
 @pytest.mark.parametrize(
     ("name", "werkzeug", "multipart"),
     [
+        ('a"b.wav', 'a"b.wav', "a%22b.wav"),
         ("50%22 off.wav", '50" off.wav', "50%22 off.wav"),
         ("%2522.wav", "%2522.wav", "%2522.wav"),
-        ("x:\\a.wav", "x:\\a.wav", "a.wav"),
-        ("C:\\Music\\Take 1.wav", "C:\\Music\\Take 1.wav", "Take 1.wav"),
-        ("\\\\server\\share\\a.wav", "\\\\server\\share\\a.wav", "a.wav"),
-        ("\\\\", "\\\\", ""),
-        ("\u00e9:\\a.wav", "\u00e9:\\a.wav", "\u00e9:\\a.wav"),  # a 2-byte first character
-        ("ab:\\c.wav", "ab:\\c.wav", "ab:\\c.wav"),
-        ("\\a\\b.wav", "\\a\\b.wav", "\\a\\b.wav"),
+        ("a\nb.wav", "a%0Ab.wav", "a%0Ab.wav"),
+        ("end\\", None, "end\\"),  # Werkzeug: the closing quote is escaped, no file name
+        ("x:\\a.wav", "x:a.wav", "a.wav"),
+        ("C:\\Music\\Take 1.wav", "C:MusicTake 1.wav", "Take 1.wav"),
+        ("\\\\server\\share\\a.wav", "\\serversharea.wav", "\\server\\share\\a.wav"),
+        ("\\\\", "\\", "\\"),
+        ("\u00e9:\\a.wav", "\u00e9:a.wav", "\u00e9:\\a.wav"),  # a 2-byte first character
+        ("ab:\\c.wav", "ab:c.wav", "ab:\\c.wav"),
+        ("\\a\\b.wav", "ab.wav", "\\a\\b.wav"),
     ],
 )
-def test_the_parsers_quirks_are_exactly_these(name: str, werkzeug: str, multipart: str) -> None:
+def test_the_parsers_quirks_are_exactly_these(
+    name: str, werkzeug: str | None, multipart: str
+) -> None:
     part = upload_as_read(name)
     assert (part["filename_werkzeug"], part["filename_multipart"]) == (werkzeug, multipart)
 

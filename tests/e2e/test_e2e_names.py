@@ -36,7 +36,7 @@ def test_hostile_names_are_all_uploaded_kept_losslessly_and_skipped_on_rerun(
     assert first.code == 0, first.stderr
     assert "Traceback" not in first.stderr
 
-    sent = sorted(r["filename"] for r in sandbox.requests() if r["outcome"] == "ok")
+    sent = sorted(r["filename_sent"] for r in sandbox.requests() if r["outcome"] == "ok")
     assert sent == sorted(wire_filename(os.fsdecode(raw)) for raw in HOSTILE)
     records = export(tmp_path)
     assert all(r["status"] == "done" for r in records)

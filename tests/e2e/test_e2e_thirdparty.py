@@ -14,6 +14,7 @@ import pytest
 from pipeline.core.names import wire_filename
 from pipeline.sandbox.samples import write_wav
 from tests.conftest import CliResult, export, run_cli
+from tests.multipart_readers import multipart_reads, werkzeug_reads
 from tests.thirdparty import ThirdPartyServer, running
 
 pytestmark = pytest.mark.e2e
@@ -72,12 +73,17 @@ def test_hostile_names_reach_werkzeug_and_python_multipart_as_wire_filename_once
     assert "Traceback" not in first.stderr
 
     received = thirdparty.uploads()
-    expected = sorted(wire_filename(os.fsdecode(raw)) for raw in names)
-    assert sorted(f["filename_werkzeug"] for f in received) == expected  # once each
-    assert sorted(f["filename_multipart"] for f in received) == expected
+    sent = sorted(wire_filename(os.fsdecode(raw)) for raw in names)
+    prefix = 'form-data; name="file"; filename="'
+    on_wire = [f["disposition"].encode("latin-1").decode() for f in received]
+    assert sorted(on_wire) == sorted(f'{prefix}{name}"' for name in sent)  # once each
+    assert sorted(f["filename_werkzeug"] for f in received) == sorted(map(werkzeug_reads, sent))
+    assert sorted(f["filename_multipart"] for f in received) == sorted(map(multipart_reads, sent))
     assert all(f["bytes_agree"] for f in received)
     ledger = {(r["filename"], r["sha256"]) for r in export(tmp_path) if r["status"] == "done"}
-    assert {(f["filename_werkzeug"], f["sha256"]) for f in received} == ledger
+    pairs = zip(on_wire, received, strict=True)
+    as_sent = {(d.removeprefix(prefix)[:-1], f["sha256"]) for d, f in pairs}
+    assert as_sent == ledger  # the ledger keeps the name as sent
     assert len(ledger) == len(names)
 
     second = run(tmp_path, thirdparty)

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 import pytest
 
-from pipeline.core.errors import ServiceDown
+from pipeline.core.errors import NeverReached, ServiceDown
 from pipeline.core.times import clock_time
 from pipeline.flow.breaker import Breaker, BreakerState
 from pipeline.flow.signals import Signal
@@ -236,3 +236,50 @@ def test_after_an_outage_every_entry_is_done() -> None:
     scenario = sim_flow.DEAD["outage"]
     out = sim_flow.simulate(scenario, sim_flow.designs()["ours"], 1, breaker=True)
     assert len(out.finished) == scenario.files and out.left == 0
+
+
+def unreached(guard: Breaker, times: int, cause: str = "connection refused") -> None:
+    for _ in range(times):
+        guard.record(Signal.FAILURE, unreached=cause)
+
+
+async def probes_until_it_gives_up(guard: Breaker) -> None:
+    while True:
+        await guard.admit()
+        guard.record(Signal.FAILURE, unreached="connection refused")
+
+
+def test_a_service_never_reached_is_given_up_after_max_unreached() -> None:
+    async def main() -> tuple[float, NeverReached]:
+        guard = Breaker(max_outage=600.0, max_unreached=30.0, clock=now, sleep=asyncio.sleep)
+        unreached(guard, 8)
+        with pytest.raises(NeverReached) as caught:
+            await probes_until_it_gives_up(guard)
+        return now(), caught.value
+
+    ended, error = run(main)
+    assert ended == 30.0
+    assert error.cause == "connection refused" and error.exit_code == 6
+    assert str(error) == "no request reached the service in 30 s: connection refused"
+
+
+def test_once_reached_an_outage_is_bounded_by_max_outage_only() -> None:
+    async def main() -> tuple[float, ServiceDown]:
+        guard = Breaker(max_outage=120.0, max_unreached=30.0, clock=now, sleep=asyncio.sleep)
+        guard.record(Signal.FAILURE)  # connected, then failed (a 5xx, a reset): it is there
+        unreached(guard, 8)
+        with pytest.raises(ServiceDown) as caught:
+            await probes_until_it_gives_up(guard)
+        return now(), caught.value
+
+    ended, error = run(main)
+    assert ended == 120.0 and not isinstance(error, NeverReached)
+
+
+def test_never_reached_names_the_last_cause_until_a_request_reaches_it() -> None:
+    guard = Breaker(max_outage=600.0, max_unreached=30.0)
+    assert guard.never_reached is None  # nothing sent yet
+    unreached(guard, 1, "name does not resolve (x.invalid: name or service not known)")
+    assert guard.never_reached == "name does not resolve (x.invalid: name or service not known)"
+    guard.record(Signal.OK)
+    assert guard.never_reached is None

@@ -21,13 +21,14 @@ from pipeline.content.body import Body
 from pipeline.core.errors import TransientError
 from pipeline.core.secret import Secret
 from pipeline.flow import window as windows
-from pipeline.flow.pace import PACE, SETTLED, Epoch, PaceModel, advance, pace_of
+from pipeline.flow.pace import PACE, SETTLED, Epoch, PaceModel, above, advance, pace_of
 from pipeline.flow.signals import Signal, signal_of
 from pipeline.flow.throttle import Throttle
 from pipeline.sandbox.samples import write_wav
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.transport.client import UploadClient
 from pipeline.transport.replies import Reply, classify_base_resp, classify_http
+from pipeline.transport.routes import Routes
 from tests import sim_flow, virtual_time
 
 T = TypeVar("T")
@@ -449,6 +450,21 @@ def test_a_limit_on_requests_open_is_found_and_held(key: str) -> None:
         assert m.left == 0
 
 
+def test_429s_that_fall_only_above_a_count_of_open_requests_leave_the_pace_alone() -> None:
+    """They are the window's: a pace engaged on them took its estimate from the first epoch's
+    accepted rate, which a loaded machine makes low, and held the pool below the window."""
+    assert all(m.pace is None for m in settled("inflight429"))
+
+
+def test_an_epoch_without_the_slow_downs_a_limit_on_open_requests_explains() -> None:
+    epoch = Epoch(1.0, answers=20, slow=8, starts=20, held=0,
+                  profile={3: (4, 0), 4: (6, 1), 5: (4, 3), 9: (6, 4)})  # fmt: skip
+    explained = above(epoch, 4)
+    assert (explained.answers, explained.slow) == (13, 1)
+    assert explained.accepted_rate == epoch.accepted_rate
+    assert explained.profile == {3: (4, 0), 4: (6, 1), 5: (1, 0), 9: (2, 0)}
+
+
 # --- against a real sandbox over loopback ---------------------------------------------------
 
 
@@ -462,7 +478,7 @@ async def test_the_window_learns_a_real_sandbox_limit_on_open_requests(tmp_path:
     try:
         async with aiohttp.ClientSession() as session:
             url = str(server.make_url(UPLOAD_PATH))
-            client = UploadClient(session, url=url, key=Secret(DEMO_KEY), timeout=5)
+            client = UploadClient(Routes.direct(session), url=url, key=Secret(DEMO_KEY), timeout=5)
 
             async def one() -> None:
                 for _ in range(6):

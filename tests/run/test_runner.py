@@ -243,9 +243,9 @@ async def test_a_refused_key_tells_the_breaker_the_service_answered(
     told: list[Signal] = []
     record = Breaker.record
 
-    def spy(self: Breaker, signal: Signal) -> None:
+    def spy(self: Breaker, signal: Signal, *, unreached: str | None = None) -> None:
         told.append(signal)
-        record(self, signal)
+        record(self, signal, unreached=unreached)
 
     monkeypatch.setattr(Breaker, "record", spy)
     write_wav(tmp_path / "voice" / "a.wav", 11)

@@ -17,6 +17,7 @@ from pipeline.flow.backoff import RetryPolicy, retrying
 from pipeline.sandbox.samples import write_mp3, write_wav
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.transport.client import UploadClient
+from pipeline.transport.routes import Routes
 
 
 def file_body(path: Path) -> Body:
@@ -31,7 +32,10 @@ async def serve(sandbox: Sandbox) -> AsyncIterator[tuple[UploadClient, Sandbox]]
     async with aiohttp.ClientSession() as session:
         yield (
             UploadClient(
-                session, url=str(server.make_url(UPLOAD_PATH)), key=Secret(DEMO_KEY), timeout=5
+                Routes.direct(session),
+                url=str(server.make_url(UPLOAD_PATH)),
+                key=Secret(DEMO_KEY),
+                timeout=5,
             ),
             sandbox,
         )

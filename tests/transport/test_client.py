@@ -19,6 +19,7 @@ from pipeline.sandbox.samples import write_wav
 from pipeline.transport.client import UploadClient
 from pipeline.transport.multipart import build_form, multipart_bytes
 from pipeline.transport.replies import Reply, classify_base_resp, classify_http, parse_retry_after
+from pipeline.transport.routes import Routes
 
 URL = "http://api.test/v2/generate/audio/minimax/upload"
 KEY = "sk-test-key-123"
@@ -146,7 +147,7 @@ def test_retry_after_seconds_and_http_date() -> None:
 @pytest.fixture
 async def client() -> AsyncIterator[UploadClient]:
     async with aiohttp.ClientSession() as session:
-        yield UploadClient(session, url=URL, key=Secret(KEY), timeout=5)
+        yield UploadClient(Routes.direct(session), url=URL, key=Secret(KEY), timeout=5)
 
 
 @pytest.fixture
@@ -242,10 +243,10 @@ async def aiohttp_bytes(purpose: str, data: bytes, filename: str, content_type: 
         async def write(self, chunk: bytes) -> None:
             self.data += chunk
 
-    payload = build_form(purpose, Body(size=len(data), data=data), filename, content_type)()
+    payload = build_form(purpose, Body(size=len(data), data=data), filename, content_type)
     out = Collect()
     await payload.write(out)  # type: ignore[arg-type]
-    return bytes(out.data).replace(payload.boundary.encode(), b"BOUNDARY")  # type: ignore[attr-defined]
+    return bytes(out.data).replace(payload.boundary.encode(), b"BOUNDARY")
 
 
 @settings(max_examples=200, deadline=None)

@@ -15,6 +15,7 @@ import pytest
 from pipeline.core.errors import PermanentError
 from pipeline.flow.backoff import RetryPolicy
 from pipeline.transport.fetch import HttpFetcher, wire_url
+from pipeline.transport.routes import Routes
 from tests.fileserver import FileServer
 
 SIGNED_QUERY = "?sig=a%2Fb%3D%3D&X-Amz-Credential=AKIA%2F20261126%2Fus-east-1"
@@ -37,7 +38,7 @@ async def fetcher() -> AsyncIterator[HttpFetcher]:
 
     async with aiohttp.ClientSession() as session:
         yield HttpFetcher(
-            session,
+            Routes.direct(session),
             max_size=1 << 20,
             timeout=5,
             policy=RetryPolicy(max_attempts=1),
@@ -157,7 +158,7 @@ async def test_downloads_on_disk_at_once_are_bounded_until_discarded(served: Pat
 
     async with aiohttp.ClientSession() as session:
         fetcher = HttpFetcher(
-            session, max_size=1 << 20, timeout=5, policy=RetryPolicy(max_attempts=1),
+            Routes.direct(session), max_size=1 << 20, timeout=5, policy=RetryPolicy(max_attempts=1),
             sleep=no_wait, max_held=2,
         )  # fmt: skip
         with FileServer(served) as server:
