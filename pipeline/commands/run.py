@@ -221,7 +221,7 @@ async def _run_with_ledger(
                 tls=network[1],
             )
         )
-        store = _store(settings, stop)  # its client is made only if a bucket is met
+        store = _store(settings, stop, network[0])  # its client is made if a bucket is met
         stack.push_async_callback(store.close)
         unchanged = _unchanged(settings, ledger, tally)
         if unchanged is not None:
@@ -468,13 +468,16 @@ def _napper(stop: Stop) -> Sleep:
     return sleep
 
 
-def _store(settings: Settings, stop: Stop) -> S3Store:
+def _store(settings: Settings, stop: Stop, proxies: Proxies) -> S3Store:
+    """The buckets' store: the same proxies (chosen for its endpoint) and CAs as the API's."""
     return S3Store(
         settings.aws,
         timeout=settings.timeout,
         max_connections=settings.concurrency * 2 + 4,  # as the HTTP session's pool
         policy=policy_from(settings),
         sleep=_napper(stop),
+        proxies=proxies,
+        ca_file=_ca_file(settings)[0],
     )
 
 

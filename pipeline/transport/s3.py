@@ -33,6 +33,7 @@ from pipeline.core.errors import PermanentError, RunFatal, StoreUnreachable, Tra
 from pipeline.core.objects import StoredObject, is_s3_url, split_s3_url
 from pipeline.flow.backoff import RetryPolicy, Sleep, retrying
 from pipeline.transport.fetch import HttpFetcher
+from pipeline.transport.proxies import Proxies
 
 if TYPE_CHECKING:
     from pipeline.transport.s3client import ClientSettings
@@ -50,8 +51,14 @@ class S3Store:
         policy: RetryPolicy,
         sleep: Sleep,
         page_size: int = PAGE_SIZE,
+        proxies: Proxies | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.access = access
+        # The proxy to the store, chosen for its endpoint as for any URL (NO_PROXY included).
+        endpoint = access.endpoint_url or "https://s3.amazonaws.com"
+        self.proxy = proxies.for_url(endpoint) if proxies is not None else None
+        self.ca_file = ca_file
         self.timeout = timeout
         self.max_connections = max_connections
         self.policy = policy
@@ -72,7 +79,9 @@ class S3Store:
                 if self._client is None:
                     from pipeline.transport import s3client  # aiobotocore: only when needed
 
-                    settings = s3client.ClientSettings(self.timeout, self.max_connections)
+                    settings = s3client.ClientSettings(
+                        self.timeout, self.max_connections, self.proxy, self.ca_file
+                    )
                     self._client = await self._open(s3client, settings, bucket)
         return self._client
 

@@ -100,6 +100,8 @@ class ClientSettings:
 
     timeout: float = 60.0  # seconds to connect, and of silence while reading
     max_connections: int = 16
+    proxy: str | None = None  # the proxy to the store's endpoint, as curl would choose it
+    ca_file: str | None = None  # the only CAs trusted (--ca-bundle, SSL_CERT_FILE); None: system
 
 
 def _session(access: AwsAccess) -> AioSession:
@@ -143,11 +145,16 @@ async def open_client(access: AwsAccess, settings: ClientSettings) -> AsyncItera
         # SHA-256 is computed here; S3-compatible stores differ in the checksums they know.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        proxies={"http": settings.proxy, "https": settings.proxy} if settings.proxy else None,
     )
     try:
         session = _session(access)
         creating = session.create_client(
-            "s3", region_name=access.region, endpoint_url=access.endpoint_url, config=config
+            "s3",
+            region_name=access.region,
+            endpoint_url=access.endpoint_url,
+            config=config,
+            verify=settings.ca_file,
         )
         client = await creating.__aenter__()
     except (ProfileNotFound, BotoCoreError, ValueError) as exc:

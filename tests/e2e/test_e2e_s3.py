@@ -26,6 +26,7 @@ from tests.conftest import (
     stop_sandbox,
     wait_until,
 )
+from tests.netlab import needs_tinyproxy, tinyproxy
 from tests.s3server import S3Server, wav_bytes
 
 pytestmark = pytest.mark.e2e
@@ -241,3 +242,23 @@ def test_two_runs_on_one_postgresql_ledger_share_a_bucket_and_send_each_object_o
     finally:
         stop_sandbox(slow)
     assert {r["status"] for r in export(tmp_path, pg_url)} == {"done"}
+
+
+@needs_tinyproxy
+def test_a_bucket_is_listed_and_fetched_through_the_proxy_its_endpoint_takes(
+    tmp_path: Path, s3: S3Server, sandbox: SandboxServer
+) -> None:
+    """The store's requests take the proxy given to the run (`--proxy`, which botocore does not
+    read by itself), as the uploads do."""
+    s3.bucket("proxied", {f"cat/song/t{i}.wav": wav_bytes(seed=200 + i) for i in range(3)})
+    with tinyproxy(tmp_path / "proxy") as proxy:
+        env = env_for(s3)
+        result = run(tmp_path, sandbox, env, "s3://proxied/cat/", "--proxy", proxy.url)
+        through = proxy.requests()
+    assert result.code == 0, result.stderr
+    assert len(sandbox.accepted()) == 3
+    store = s3.endpoint.split("://", 1)[1]
+    listed = [r for r in through if r.startswith(f"GET {s3.endpoint}/proxied?")]
+    fetched = [r for r in through if r.startswith(f"GET {s3.endpoint}/proxied/cat/song/t")]
+    assert listed and len(fetched) == 3, through
+    assert all(store in r or "/v2/generate" in r for r in through)
