@@ -1,10 +1,9 @@
 """Objects in S3 and S3-compatible stores, for a run: a prefix listed page by page, an object
 fetched into a temporary file while it is hashed, and the run's downloads routed by scheme.
 
-    S3Store      one aiobotocore client and one aiohttp pool, made when the run first needs
-                 them (a run with no `s3://` source never loads aiobotocore), closed with the
-                 run; listing pages with retries and one page read ahead; GETs signed by
-                 botocore and sent by aiohttp;
+    S3Store      one aiobotocore client, made when the run first needs it (a run with no
+                 `s3://` source never loads aiobotocore), closed with the run; listing pages
+                 with retries and one page read ahead;
     S3Fetcher    an `s3://bucket/key` into a temporary file (`Located`), with retries, cut off
                  past `--max-file-size`, `If-Match` on the listed ETag;
     Downloads    the run's fetcher: `s3://` to the S3Fetcher, http(s) to the HttpFetcher, and
@@ -35,8 +34,6 @@ from pipeline.core.objects import StoredObject, is_s3_url, split_s3_url
 from pipeline.flow.backoff import RetryPolicy, Sleep, retrying
 from pipeline.transport.fetch import HttpFetcher
 from pipeline.transport.proxies import Proxies
-from pipeline.transport.routes import Routes
-from pipeline.transport.session import open_routes, tls_context
 
 if TYPE_CHECKING:
     from pipeline.transport.s3client import ClientSettings
@@ -60,8 +57,7 @@ class S3Store:
         self.access = access
         # The proxy to the store, chosen for its endpoint as for any URL (NO_PROXY included).
         endpoint = access.endpoint_url or "https://s3.amazonaws.com"
-        self.proxies = proxies or Proxies()
-        self.proxy = self.proxies.for_url(endpoint)
+        self.proxy = proxies.for_url(endpoint) if proxies is not None else None
         self.ca_file = ca_file
         self.timeout = timeout
         self.max_connections = max_connections
@@ -69,14 +65,12 @@ class S3Store:
         self.sleep = sleep
         self.page_size = page_size
         self._client: Any = None
-        self._routes: Routes | None = None
         self._opening = asyncio.Lock()
         self._stack = contextlib.AsyncExitStack()
 
     async def close(self) -> None:
         await self._stack.aclose()
         self._client = None
-        self._routes = None
 
     async def client(self, bucket: str) -> Any:
         """The client, made on first use; `bucket` names the source in a configuration error."""
@@ -90,20 +84,6 @@ class S3Store:
                     )
                     self._client = await self._open(s3client, settings, bucket)
         return self._client
-
-    async def routes(self) -> Routes:
-        """The pool objects are fetched through: the run's proxies and CAs, a limit of its own."""
-        if self._routes is None:
-            tls = tls_context(self.ca_file)
-            self._routes = await self._stack.enter_async_context(
-                open_routes(
-                    limit=self.max_connections,
-                    timeout=self.timeout,
-                    proxies=self.proxies,
-                    tls=tls,
-                )
-            )
-        return self._routes
 
     async def _open(self, s3client: Any, settings: ClientSettings, bucket: str) -> Any:
         try:
@@ -158,10 +138,7 @@ class S3Store:
         from pipeline.transport import s3client
 
         client = await self.client(bucket)
-        routes = await self.routes()
-        got = await s3client.get_into(
-            client, routes, bucket, key, path, etag=etag, max_size=max_size, timeout=self.timeout
-        )
+        got = await s3client.get_into(client, bucket, key, path, etag=etag, max_size=max_size)
         return got.sha256, got.size, got.etag
 
 

@@ -26,13 +26,9 @@ replies parsed), but the body of a page that succeeded is read here with Element
 botocore's parser, which takes several times the CPU (most of it parsing every LastModified).
 Keys are asked for URL-encoded, so any key (control characters included) survives the XML.
 
-Fetching: a GET of the object, with `If-Match` on the listed ETag so that an object written again
-between the listing and the download is reported rather than hashed under its old identity.
-botocore addresses and signs it (SigV4, in headers) and aiohttp sends it, through the same
-proxies and CAs as the run's other requests: botocore's GetObject machinery costs about ten
-times the CPU of the signing alone. An error reply's XML is read for its Code and judged as
-botocore's would be. botocore's own retries and checksums are off: the run's retry policy
-retries, and SHA-256 is computed here.
+Fetching: GetObject, with `If-Match` on the listed ETag so that an object written again between
+the listing and the download is reported rather than hashed under its old identity. botocore's
+own retries and checksums are off: the run's retry policy retries, and SHA-256 is computed here.
 """
 
 from __future__ import annotations
@@ -41,7 +37,6 @@ import contextlib
 import dataclasses
 import hashlib
 import html
-import logging
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from collections.abc import AsyncIterator
@@ -50,10 +45,8 @@ from typing import Any
 
 import aiofiles
 import aiohttp
-import yarl
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
-from botocore.awsrequest import AWSRequest
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -74,15 +67,9 @@ from pipeline.core.errors import (
 )
 from pipeline.core.objects import StoredObject, s3_url
 from pipeline.transport.errors import describe
-from pipeline.transport.routes import Routes
-from pipeline.transport.timeouts import timeouts
-
-log = logging.getLogger(__name__)
 
 METADATA_TIMEOUT = 1.0  # seconds per request to the instance-metadata service
 METADATA_ATTEMPTS = 1
-PRESIGNED_SECONDS = 60  # the presigned URL only gives the object's address (see _signed_get)
-ERROR_BYTES = 1 << 16  # of an error reply's body, read to find its Code
 CHUNK = 1 << 16
 RAW_BODY = "IngestRawBody"  # where the listing's raw XML comes back in the parsed reply
 _EMPTY_LIST = b'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'
@@ -139,7 +126,7 @@ def _session(access: AwsAccess) -> AioSession:
     resolver.remove("env")  # keys from the environment come in through `access`, set above
     if access.metadata_disabled:
         resolver.remove("iam-role")
-    # Listing error replies are still parsed by botocore: their dates need not be (it costs).
+    # GetObject's reply is still parsed by botocore: its dates need not be (it costs).
     session.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=lambda text: text
     )
@@ -155,7 +142,6 @@ async def open_client(access: AwsAccess, settings: ClientSettings) -> AsyncItera
         connect_timeout=settings.timeout,
         read_timeout=settings.timeout,
         retries={"mode": "standard", "max_attempts": 1},  # the run's policy retries
-        signature_version="s3v4",  # the addresses presigned for GETs too (default there: SigV2)
         # SHA-256 is computed here; S3-compatible stores differ in the checksums they know.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -286,106 +272,35 @@ class Fetched:
 
 
 async def get_into(
-    client: Any,
-    routes: Routes,
-    bucket: str,
-    key: str,
-    path: Path,
-    *,
-    etag: str | None,
-    max_size: int,
-    timeout: float,
+    client: Any, bucket: str, key: str, path: Path, *, etag: str | None, max_size: int
 ) -> Fetched:
-    """Stream the object into `path`, hashing it; `etag`: the listed one (If-Match).
-
-    The GET is signed by botocore (about 0.25 ms of CPU) and sent through `routes` by aiohttp;
-    botocore's own GetObject costs about 3 ms of CPU an object (its event hooks, building the
-    request and parsing the reply), on the event loop's thread. Messages name the object as
-    `s3://bucket/key`, never by its signed request."""
-    where = s3_url(bucket, key)
+    """Stream the object into `path`, hashing it; `etag`: the listed one (If-Match)."""
+    args: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if etag:
+        args["IfMatch"] = f'"{etag}"'
     try:
-        url, headers = await _signed_get(client, bucket, key)
+        reply = await client.get_object(**args)
     except Exception as exc:
         raise judged(exc, bucket, listed=etag is not None) from exc
-    if etag:
-        headers["If-Match"] = f'"{etag}"'
-    session, proxy = routes.route(url)
-    debug = log.isEnabledFor(logging.DEBUG)
-    if debug:
-        log.debug("-> GET %s", where)
+    length = int(reply.get("ContentLength") or 0)
+    if length > max_size:
+        reply["Body"].close()
+        raise PermanentError(
+            f"object larger than --max-file-size ({_mb(length)} > {_mb(max_size)})"
+        )
     try:
-        async with session.get(
-            yarl.URL(url, encoded=True),
-            headers=headers,
-            proxy=proxy,
-            allow_redirects=False,
-            timeout=timeouts(timeout),
-        ) as reply:
-            if debug:
-                log.debug("<- GET %s: HTTP %d", where, reply.status)
-            if reply.status != 200:
-                error = _error_reply(reply.status, await reply.content.read(ERROR_BYTES))
-                raise judged(error, bucket, listed=etag is not None)
-            if (reply.content_length or 0) > max_size:
-                raise PermanentError(
-                    f"object larger than --max-file-size "
-                    f"({_mb(reply.content_length or 0)} > {_mb(max_size)})"
-                )
-            try:
-                sha256, size = await _stream(reply.content, path, max_size)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise TransientError(
-                    f"download of {where} cut short: {_hidden(exc, url, where)}"
-                ) from exc
-            return Fetched(sha256, size, reply.headers.get("ETag", "").strip('"'))
-    except (aiohttp.ClientError, TimeoutError) as exc:
+        sha256, size = await _stream(reply["Body"], path, max_size)
+    except (BotoCoreError, aiohttp.ClientError, TimeoutError) as exc:
         raise TransientError(
-            f"s3://{bucket}: {_hidden(exc, url, where)}", unreachable=True
+            f"download of {s3_url(bucket, key)} cut short: {describe(exc)}"
         ) from exc
+    return Fetched(sha256, size, str(reply.get("ETag") or "").strip('"'))
 
 
-async def _signed_get(client: Any, bucket: str, key: str) -> tuple[str, dict[str, str]]:
-    """The URL of a GET of the object and its signed headers (SigV4, `Authorization`).
-
-    botocore addresses the object (endpoint rules, path or virtual-host style, the key's
-    quoting) by presigning its URL, whose query is then dropped, and signs the request in
-    headers, as its own GetObject does: some S3-compatible stores (moto's, with IAM enforced)
-    accept no signature in the query."""
-    url = await client.generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=PRESIGNED_SECONDS
-    )
-    request = AWSRequest(method="GET", url=url.split("?", 1)[0])
-    auth = await client._request_signer.get_auth_instance(
-        signing_name="s3", region_name=client.meta.region_name, signature_version="s3v4"
-    )
-    auth.add_auth(request)
-    return request.url, dict(request.headers.items())
-
-
-def _error_reply(status: int, body: bytes) -> ClientError:
-    """An S3 error reply (`<Error><Code>..</Code><Message>..</Message></Error>`) as botocore
-    would have raised it, for `judged`."""
-    code = message = ""
-    with contextlib.suppress(ElementTree.ParseError):
-        root = ElementTree.fromstring(body)
-        code = root.findtext("Code") or ""
-        message = root.findtext("Message") or ""
-    response: Any = {
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status},
-    }
-    return ClientError(response, "GetObject")
-
-
-def _hidden(exc: BaseException, url: str, where: str) -> str:
-    """The error's text with the presigned URL (its signature) replaced by the object's name."""
-    return describe(exc).replace(url, where)
-
-
-async def _stream(body: aiohttp.StreamReader, path: Path, max_size: int) -> tuple[str, int]:
+async def _stream(body: Any, path: Path, max_size: int) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    async with aiofiles.open(path, "wb") as out:
-        async for chunk in body.iter_chunked(CHUNK):
+    async with body, aiofiles.open(path, "wb") as out:
+        while chunk := await body.read(CHUNK):
             size += len(chunk)
             if size > max_size:
                 raise PermanentError(

@@ -89,23 +89,7 @@ async def open_http(
 ) -> AsyncIterator[Http]:
     """The run's pools, closed at the end of the block. They hold the uploads in flight and the
     downloads beside them."""
-    async with open_routes(
-        limit=concurrency * 2 + 4, timeout=timeout, proxies=proxies, tls=tls
-    ) as routes:
-        yield Http(routes, timeout=timeout)
-
-
-@contextlib.asynccontextmanager
-async def open_routes(
-    *,
-    limit: int,
-    timeout: float,
-    proxies: Proxies | None = None,
-    tls: ssl.SSLContext | None = None,
-) -> AsyncIterator[Routes]:
-    """Pools of at most `limit` connections each, routed by `proxies`, closed at the end of the
-    block: one that keeps its connections, and one made when first needed that closes each
-    after its answer (plain HTTP through a proxy)."""
+    limit = concurrency * 2 + 4
     context = tls if tls is not None else tls_context(None)
     settings: dict[str, Any] = {"timeout": timeouts(timeout), "trust_env": False}
     keep = aiohttp.ClientSession(
@@ -118,6 +102,6 @@ async def open_routes(
 
     routes = Routes(keep, closing, proxies or Proxies())
     try:
-        yield routes
+        yield Http(routes, timeout=timeout)
     finally:
         await routes.close()
