@@ -18,6 +18,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,16 +64,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+def _wait_for(
+    port: int, process: subprocess.Popen[bytes], timeout: float = 10.0, name: str = "tinyproxy"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"tinyproxy exited {process.returncode} before listening")
+            raise RuntimeError(f"{name} exited {process.returncode} before listening")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.01)
-    raise RuntimeError(f"tinyproxy is not listening on {port} after {timeout:g} s")
+    raise RuntimeError(f"{name} is not listening on {port} after {timeout:g} s")
 
 
 @contextlib.contextmanager
@@ -112,6 +115,51 @@ def tinyproxy(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.contextmanager
+def squid() -> Iterator[str]:
+    """Squid on a free loopback port for the length of the block, no cache, tunnelling to any
+    port; yields its URL. Started as root it runs as the `proxy` user, so its files go in a
+    folder of its own under the system's temporary folder, open to it. (tinyproxy relays a
+    CONNECT tunnel through a small buffer, and each request a kept connection carries through
+    it stalls for tens of milliseconds; Squid's tunnels do not.)"""
+    exe = shutil.which("squid") or "/usr/sbin/squid"
+    folder = Path(tempfile.mkdtemp(prefix="ingest-squid-"))
+    folder.chmod(0o777)
+    port = free_port()
+    config = folder / "squid.conf"
+    config.write_text(
+        "\n".join(
+            [
+                f"http_port 127.0.0.1:{port}",
+                f"pid_filename {folder / 'squid.pid'}",
+                "cache deny all",
+                f"access_log stdio:{folder / 'access.log'}",
+                f"cache_log {folder / 'cache.log'}",
+                "cache_store_log none",
+                f"coredump_dir {folder}",
+                "http_access allow localhost",
+                "http_access deny all",
+                "shutdown_lifetime 1 seconds",
+            ]
+        )
+        + "\n"
+    )
+    process = subprocess.Popen(
+        [exe, "-N", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(port, process, timeout=30.0, name="squid")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)

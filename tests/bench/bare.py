@@ -16,6 +16,8 @@ from pathlib import Path
 
 import aiohttp
 
+PROXY = os.environ.get("BARE_PROXY") or None  # the proxy to post through, if any
+
 
 async def _worker(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str], paths: Iterator[str]
@@ -26,7 +28,7 @@ async def _worker(
         form.add_field("purpose", "song")
         data = Path(path).read_bytes()
         form.add_field("file", data, filename=os.path.basename(path), content_type="audio/wav")
-        async with session.post(url, data=form, headers=headers) as resp:
+        async with session.post(url, data=form, headers=headers, proxy=PROXY) as resp:
             body = await resp.json()
         ok += resp.status == 200 and body.get("base_resp", {}).get("status_code") == 0
     return ok

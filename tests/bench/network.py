@@ -8,7 +8,10 @@
   the direct run's speed. The proxy's own log must hold every request; the CPU that ingest, the
   sandbox and tinyproxy spent is shown, as the machine has two cores for the three of them, and
   `xargs -P 16 curl` posting the same files direct and through the proxy, for what the proxy
-  costs a client that makes a connection per request anyway.
+  costs a client that makes a connection per request anyway. The same two runs go through
+  Squid too (Debian's package, no cache): tinyproxy relays a tunnel through a small buffer, and
+  a kept connection's requests stall in it for tens of milliseconds each, as they do for a
+  bare aiohttp loop; Squid's tunnels and kept plain-HTTP connections do not.
 - https: the same files to a sandbox serving HTTPS (a CA made by trustme, given with
   SSL_CERT_FILE) and to one serving plain HTTP. Goal: >= 0.8 of plain HTTP's speed. TLS
   handshakes are counted as the distinct connections the sandbox saw: with connections reused,
@@ -17,8 +20,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 from collections.abc import Callable
 
 from tests.bench import data
@@ -26,15 +31,17 @@ from tests.bench.context import Context
 from tests.bench.harness import (
     Sample,
     Sandbox,
+    ingest_env,
     ingest_run,
     interleaved,
+    measure,
     median,
     scaled,
     summary_count,
 )
-from tests.bench.references import curl_xargs
+from tests.bench.references import curl_xargs, tool
 from tests.bench.table import Goal, line, section, skipped, speed
-from tests.netlab import TlsFiles, make_ca, tinyproxy
+from tests.netlab import TlsFiles, make_ca, squid, tinyproxy
 
 CONCURRENCY = 16
 LATENCY = "0.01"
@@ -75,8 +82,9 @@ def proxy_row(ctx: Context) -> list[Goal]:
     secure = _secure(tls)
     ca = {"SSL_CERT_FILE": str(tls.ca)}
     proxy_cpu: dict[str, list[float]] = {"http": [], "https": []}
+    has_squid = tool("squid") is None
     try:
-        with tinyproxy(ctx.work / "tinyproxy") as proxy:
+        with contextlib.ExitStack() as stack, tinyproxy(ctx.work / "tinyproxy") as proxy:
 
             def proxied(kind: str, **env: str) -> Callable[[int], Sample]:
                 def run(_: int) -> Sample:
@@ -88,6 +96,16 @@ def proxy_row(ctx: Context) -> list[Goal]:
                 return run
 
             listing = data.file_list(ctx.tree(files), ctx.work / "proxy-row.list")
+            squid_url = stack.enter_context(squid()) if has_squid else ""
+            squid_variants = {
+                "squid": _variant(ctx, "squid", plain, files, http_proxy=squid_url),
+                "https squid": _variant(ctx, "ssquid", secure, files, https_proxy=squid_url, **ca),
+            } if has_squid else {}  # fmt: skip
+
+            def bare(url: str, **env: str) -> Callable[[int], Sample]:
+                argv = [sys.executable, "-m", "tests.bench.bare", url, str(CONCURRENCY),
+                        str(listing)]  # fmt: skip
+                return lambda _: measure(argv, env=ingest_env(**ca, **env), sandbox=secure)
 
             def curl(**env: str) -> Callable[[int], Sample]:
                 environ = {**os.environ, **env}
@@ -101,6 +119,9 @@ def proxy_row(ctx: Context) -> list[Goal]:
                     "curl proxy": curl(http_proxy=proxy.url),
                     "https direct": _variant(ctx, "sdirect", secure, files, **ca),
                     "https proxy": proxied("https", https_proxy=proxy.url, **ca),
+                    "bare https direct": bare(secure.url),
+                    "bare https proxy": bare(secure.url, BARE_PROXY=proxy.url),
+                    **squid_variants,
                 },
                 budget=300,
             )
@@ -119,6 +140,10 @@ def proxy_row(ctx: Context) -> list[Goal]:
     line(f"curl, plain HTTP: direct {cdirect:.2f} s, proxied {cproxied:.2f} s: "
          f"{speed(cdirect, cproxied):.2f} of direct")  # fmt: skip
     line(f"HTTPS: direct {sdirect:.2f} s, proxied {sproxied:.2f} s: {sratio:.2f} of direct")
+    bdirect, bproxied = median(results["bare https direct"]), median(results["bare https proxy"])
+    shown = f"{speed(bdirect, bproxied):.2f} of direct (the tunnel's stalls are the proxy's)"
+    line(f"bare aiohttp loop, HTTPS: direct {bdirect:.2f} s, through tinyproxy {bproxied:.2f} s:"
+         f" {shown}")  # fmt: skip
     line(f"the proxy logged {posts:,} POSTs ({rounds} rounds of {files:,}, ingest and curl) and "
          f"{tunnels} CONNECTs")  # fmt: skip
     for name, runs in results.items():
@@ -130,17 +155,36 @@ def proxy_row(ctx: Context) -> list[Goal]:
         line(f"tinyproxy CPU per {kind} run: {sorted(spent)[len(spent) // 2]:.2f} s")
     if posts < 2 * rounds * files:  # ingest's and curl's
         raise RuntimeError(f"the proxy logged {posts} POSTs for {rounds} x {files} files")
-    return [
+    rows = [
         Goal(
             work, f"{proxied:.2f} s", f"direct {direct:.2f} s", f"{ratio:.2f} of direct", goal,
             ratio >= 0.8,
         ),
         Goal(
             f"{files:,} files, the same over HTTPS (CONNECT tunnels) vs direct HTTPS",
-            f"{sproxied:.2f} s", f"direct {sdirect:.2f} s", f"{sratio:.2f} of direct",
-            goal, sratio >= 0.8,
+            f"{sproxied:.2f} s",
+            f"direct {sdirect:.2f} s; a bare aiohttp loop through it: "
+            f"{speed(bdirect, bproxied):.2f} of its direct run",
+            f"{sratio:.2f} of direct", goal, sratio >= 0.8,
         ),
     ]  # fmt: skip
+    if not has_squid:
+        line(f"no Squid rows: {tool('squid')}")
+        return rows
+    for kind, name, base in (("plain HTTP", "squid", direct), ("HTTPS", "https squid", sdirect)):
+        through = median(results[name])
+        line(f"{kind} through Squid: {through:.2f} s, {speed(base, through):.2f} of direct")
+        rows.append(
+            Goal(
+                f"{files:,} files, the same through Squid, {kind}, vs direct",
+                f"{through:.2f} s",
+                f"direct {base:.2f} s",
+                f"{speed(base, through):.2f} of direct",
+                goal,
+                speed(base, through) >= 0.8,
+            )  # fmt: skip
+        )
+    return rows
 
 
 def https_row(ctx: Context) -> list[Goal]:

@@ -26,7 +26,7 @@ from tests.bench.harness import Sample, Sandbox, measure
 
 PACKAGES = {"curl": "curl", "xargs": "findutils", "find": "findutils", "rclone": "rclone"}
 PACKAGES |= {"hyperfine": "hyperfine", "strace": "strace"}
-PACKAGES |= {"sox": "sox", "flac": "flac", "ffmpeg": "ffmpeg"}
+PACKAGES |= {"sox": "sox", "flac": "flac", "ffmpeg": "ffmpeg", "squid": "squid"}
 
 
 @functools.cache
