@@ -27,6 +27,7 @@ from aiohttp import ClientResponse
 
 from pipeline.sandbox.server import DEMO_KEY
 from tests.netlab import TlsFiles
+from tests.processes import stop_process
 
 
 class _DoneWriter:
@@ -89,12 +90,7 @@ def start_sandbox(
 
 
 def stop_sandbox(server: SandboxServer) -> None:
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait()
+    stop_process(server.process)
     if server.process.stdout is not None:
         server.process.stdout.close()
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import stop_process
+
 TINYPROXY = shutil.which("tinyproxy")
 needs_tinyproxy = pytest.mark.skipif(
     TINYPROXY is None, reason="tinyproxy is not installed (apt-get install tinyproxy)"
@@ -109,12 +111,7 @@ def tinyproxy(
         user, password = auth or (None, None)
         yield Tinyproxy(port, log, user, password, process.pid)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @contextlib.contextmanager
@@ -153,12 +150,7 @@ def squid() -> Iterator[str]:
         _wait_for(port, process, timeout=30.0, name="squid")
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -32,6 +32,7 @@ import pytest
 
 from pipeline.core.aws import AwsAccess
 from pipeline.core.secret import Secret
+from tests.processes import stop_process
 
 REGION = "us-east-1"
 POLICIES = {
@@ -110,12 +111,7 @@ class S3Server:
             )
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def no_aws_environment() -> dict[str, str]:

@@ -52,6 +52,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from tests.multipart_readers import read_upload
+from tests.processes import stop_process
 
 UPLOAD_PATH = "/v2/generate/audio/minimax/upload"
 REQUESTS_PATH = "/_thirdparty/requests"
@@ -306,12 +307,7 @@ def running(
         assert banner.startswith(BANNER), banner
         yield ThirdPartyServer(url=banner.removeprefix(BANNER), process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -47,6 +47,7 @@ from tests.bench.harness import (
 from tests.bench.rclone_s3 import RcloneS3
 from tests.bench.stub_s3 import expected
 from tests.bench.table import Goal, line, section
+from tests.processes import stop_process
 from tests.s3server import S3Server, start_s3
 
 CONCURRENCY = 32
@@ -315,7 +316,6 @@ class _Stub:
         }
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        stop_process(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()

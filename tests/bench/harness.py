@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.sandbox.server import DEMO_KEY
+from tests.processes import stop_process
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 REPEATS = int(os.environ.get("BENCH_REPEATS", "1" if QUICK else "3"))
@@ -206,11 +207,6 @@ class Sandbox:
             return list(json.load(resp))
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         if self.process.stdout is not None:
             self.process.stdout.close()

