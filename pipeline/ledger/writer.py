@@ -2,9 +2,14 @@
 
 Tasks hand their changes to `Writer` and go on; one task applies everything that has queued up
 in a single transaction, with one `executemany` per kind of change, then commits, then tells the
-waiting tasks. There is no fixed window: a commit takes whatever arrived while the previous one
-ran (up to GROUP_MAX changes), so under load many changes share one commit and when idle a
-change is committed at once. Changes are applied in the order they were queued.
+waiting tasks. A commit takes whatever arrived while the previous one ran (up to GROUP_MAX
+changes), so when idle a change is committed at once. When the event loop is busy (one pass
+through it takes longer than `Gather.busy_pass`), the writer first waits `Gather.window` for
+more: with no wait, a run of small files at full speed made a commit (a hop to the writer's
+thread and a transaction) for nearly every change, and those commits cost a third of its CPU.
+The wait is skipped when the loop has time to spare because an upload holds its request slot
+until its `done` is committed: there, any wait is paid by every request. Changes are applied
+in the order they were queued.
 
 A caller awaits the changes it must know are durable before it goes on (the link of a source to
 its content, whose id it needs; an upload's `done`, before its request slot is reused), and
@@ -20,7 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -48,6 +55,15 @@ OnFailure = Callable[[LedgerWriteError], None]
 GROUP_MAX = 512
 
 
+@dataclasses.dataclass(frozen=True)
+class Gather:
+    """When a commit waits for more changes: `window` seconds, once a pass through the event
+    loop has taken longer than `busy_pass` seconds (the loop is busy)."""
+
+    window: float = 0.002
+    busy_pass: float = 0.0001
+
+
 class Writer:
     def __init__(
         self,
@@ -61,8 +77,10 @@ class Writer:
         on_failure: OnFailure = lambda _: None,
         claims: Claims | None = None,
         watch: FileWatch | None = None,
+        gather: Gather = Gather(),  # noqa: B008 (frozen)
     ) -> None:
         self._committer = committer
+        self._gather = gather
         self._dialect = dialect
         self._shown = shown
         self._clock = clock
@@ -86,6 +104,7 @@ class Writer:
         patience: float,
         on_failure: OnFailure = lambda _: None,
         lease: float | None = None,
+        gather: Gather = Gather(),  # noqa: B008 (frozen)
     ) -> Writer:
         """The writer of run `run_id` on `ledger`: on an SQLite file, commits in a thread of its
         own and a watch on the file; on a server database, the async engine's connection and,
@@ -107,6 +126,7 @@ class Writer:
             on_failure=on_failure,
             claims=claims,
             watch=FileWatch(path) if path is not None else None,
+            gather=gather,
         )
 
     @contextlib.asynccontextmanager
@@ -265,6 +285,8 @@ class Writer:
     async def _loop(self) -> None:
         while True:
             await self._wake.wait()
+            if len(self._ops) < GROUP_MAX:
+                await self._gathered()
             self._wake.clear()
             batch = self._ops[:GROUP_MAX]
             del self._ops[:GROUP_MAX]
@@ -282,6 +304,13 @@ class Writer:
             for op, result in zip(batch, results, strict=True):
                 if op.future is not None and not op.future.done():
                     op.future.set_result(result)
+
+    async def _gathered(self) -> None:
+        """Wait `Gather.window` for more changes if the event loop is busy (see above)."""
+        started = time.monotonic()
+        await asyncio.sleep(0)  # one pass through the loop: the callbacks ready now run
+        if time.monotonic() - started > self._gather.busy_pass:
+            await asyncio.sleep(self._gather.window)
 
     async def _commit_patiently(self, batch: Sequence[Op]) -> list[Any]:
         """Commit, trying again while the database is only briefly in the way: a deadlock

@@ -327,3 +327,36 @@ async def test_a_backlog_is_committed_in_order_in_groups_of_bounded_size(tmp_pat
         assert rows[0]["error"] == "last"  # applied after the first insert of that row
     finally:
         await ledger.close()
+
+
+@pytest.mark.parametrize("busy", [True, False], ids=["busy loop", "idle loop"])
+async def test_a_commit_waits_for_more_changes_only_while_the_loop_is_busy(
+    tmp_path: Path, busy: bool
+) -> None:
+    """Busy (every pass through the loop counts as slow here), a change that comes within the
+    window shares the commit of the one before it; idle, the first is committed at once."""
+    from pipeline.ledger.writer import Gather
+
+    ledger = await open_ledger(str(tmp_path / "w.db"))
+    try:
+        run_id = await ledger.start_run(pid=1, host="h", command="c")
+        gather = Gather(window=0.5, busy_pass=0.0 if busy else 60.0)
+        writer = Writer.for_ledger(ledger, run_id, patience=60.0, gather=gather)
+        sizes: list[int] = []
+        commit = writer._committer.commit
+
+        async def counted(batch: Any) -> Any:
+            sizes.append(len(batch))
+            return await commit(batch)
+
+        writer._committer.commit = counted  # type: ignore[method-assign]
+        async with writer.running():
+            writer.record_source(facts("/x/a.wav"))
+            await asyncio.sleep(0.05)  # well within the window, long after an idle commit
+            writer.record_source(facts("/x/b.wav"))
+            await writer.flush()
+        assert sizes[0] == (3 if busy else 1)  # a, b and the flush; or a alone
+        rows = [r async for r in ledger_export.records(ledger)]
+        assert sorted(r["source"] for r in rows) == ["/x/a.wav", "/x/b.wav"]
+    finally:
+        await ledger.close()
