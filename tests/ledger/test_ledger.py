@@ -308,14 +308,7 @@ async def test_a_backlog_is_committed_in_order_in_groups_of_bounded_size(tmp_pat
     try:
         run_id = await ledger.start_run(pid=1, host="h", command="c")
         writer = Writer.for_ledger(ledger, run_id, patience=60.0)
-        sizes: list[int] = []
-        commit = writer._committer.commit
-
-        async def counted(batch: Any) -> Any:
-            sizes.append(len(batch))
-            return await commit(batch)
-
-        writer._committer.commit = counted  # type: ignore[method-assign]
+        sizes = _commit_sizes(writer)
         async with writer.running():
             for i in range(2 * GROUP_MAX + 100):  # queued before the writer's first commit
                 writer.record_source(facts(f"/x/{i:05d}.wav"))
@@ -342,14 +335,7 @@ async def test_a_commit_waits_for_more_changes_only_while_the_loop_is_busy(
         run_id = await ledger.start_run(pid=1, host="h", command="c")
         gather = Gather(window=0.5, busy_pass=0.0 if busy else 60.0)
         writer = Writer.for_ledger(ledger, run_id, patience=60.0, gather=gather)
-        sizes: list[int] = []
-        commit = writer._committer.commit
-
-        async def counted(batch: Any) -> Any:
-            sizes.append(len(batch))
-            return await commit(batch)
-
-        writer._committer.commit = counted  # type: ignore[method-assign]
+        sizes = _commit_sizes(writer)
         async with writer.running():
             writer.record_source(facts("/x/a.wav"))
             await asyncio.sleep(0.05)  # well within the window, long after an idle commit
@@ -360,3 +346,16 @@ async def test_a_commit_waits_for_more_changes_only_while_the_loop_is_busy(
         assert sorted(r["source"] for r in rows) == ["/x/a.wav", "/x/b.wav"]
     finally:
         await ledger.close()
+
+
+def _commit_sizes(writer: Writer) -> list[int]:
+    """The size of each batch `writer` commits from now on, in order."""
+    sizes: list[int] = []
+    commit = writer._committer.commit
+
+    async def counted(batch: Any) -> Any:
+        sizes.append(len(batch))
+        return await commit(batch)
+
+    writer._committer.commit = counted  # type: ignore[method-assign]
+    return sizes
