@@ -24,12 +24,12 @@ from tests.conftest import SandboxServer, cli_env, export, run_cli, song_catalog
 
 pytestmark = pytest.mark.e2e
 
-# Runs the real migrations, dying (as kill -9 does: no cleanup) right after statement number N.
-DIE_AFTER_STATEMENT = """
+# Dies (as kill -9 does: no cleanup) right after writing statement number argv[2] of the work
+# that follows it.
+_DIE_AFTER = """
 import asyncio, os, sys
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from pipeline.ledger.migrate import upgrade
 
 seen = 0
 def after(conn, cursor, statement, *args):
@@ -39,29 +39,27 @@ def after(conn, cursor, statement, *args):
         if seen == int(sys.argv[2]):
             os._exit(9)
 event.listen(Engine, "after_cursor_execute", after)
+"""
+# The real migrations.
+DIE_AFTER_STATEMENT = (
+    _DIE_AFTER
+    + """
+from pipeline.ledger.migrate import upgrade
 asyncio.run(upgrade(sys.argv[1]))
 print("completed")
 """
+)
 # The same, as a run opens a ledger that does not exist yet (created whole, without Alembic).
-DIE_WHILE_CREATING = """
-import asyncio, os, sys
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+DIE_WHILE_CREATING = (
+    _DIE_AFTER
+    + """
 from pipeline.ledger import open_ledger
-
-seen = 0
-def after(conn, cursor, statement, *args):
-    global seen
-    if statement.lstrip().upper().startswith(("CREATE", "INSERT", "UPDATE", "ALTER", "DROP")):
-        seen += 1
-        if seen == int(sys.argv[2]):
-            os._exit(9)
 async def opened(path):
     await (await open_ledger(path)).close()
-event.listen(Engine, "after_cursor_execute", after)
 asyncio.run(opened(sys.argv[1]))
 print("completed")
 """
+)
 
 
 async def reopened(path: str) -> str:
