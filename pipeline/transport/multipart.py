@@ -4,6 +4,13 @@ A file already in memory is put together as bytes directly (`multipart_bytes`); 
 is streamed by `FilePayload`, which refuses to finish if the file is not the one that was
 hashed. Every attempt builds a fresh body: aiohttp cannot send a request body twice.
 
+On a plain TCP connection (no TLS of ours) a file's bytes go from the page cache to the socket
+by `sendfile(2)` (`loop.sendfile`): no read into Python, no copy through aiohttp's writer. The
+last chunk is still read and checked by hand, so the guard holds: the file's size and
+modification time are looked at once more before that chunk leaves, and a file that changed
+is cut off before the body is whole. Over TLS the kernel cannot encrypt, so the file is read
+and written a chunk at a time.
+
 The parts' `Content-Disposition` headers are written here, not by aiohttp's `FormData`, which
 either percent-encodes the whole name (`Café` as `Caf%C3%A9`, kept as such by servers) or
 backslash-escapes `"` and `\\`, where browsers send `%22` and a bare backslash (see
@@ -98,13 +105,42 @@ class FilePayload(Payload):
         # this task is cancelled, and a file opened by a thread meanwhile would leak.
         handle = _open_unchanged(body)
         try:
-            left = body.size
+            sent = await _send_head(writer, handle, body.size - min(CHUNK, body.size))
+            left = body.size - sent
             while left > 0:
                 chunk = await asyncio.to_thread(_read, handle, min(CHUNK, left), left, body)
                 left -= len(chunk)
                 await writer.write(chunk)
         finally:
             handle.close()
+
+
+async def _send_head(writer: AbstractStreamWriter, handle: Any, count: int) -> int:
+    """Send the first `count` bytes of the file by sendfile(2) where the connection allows it,
+    and say how many went (0 where it does not: TLS, a writer with no socket, a chunked or
+    compressed body). Fewer than `count` means the file shrank: `SourceChanged`."""
+    transport = getattr(writer, "transport", None)  # None: a writer with no socket
+    plain = getattr(writer, "chunked", True) is False and not getattr(writer, "_compress", None)
+    send_headers = getattr(writer, "send_headers", None)
+    if count <= 0 or transport is None or not plain or send_headers is None:
+        return 0
+    send_headers()  # aiohttp may still hold them, to go out with the first chunk
+    try:
+        sent: int = await asyncio.get_running_loop().sendfile(
+            transport, handle, 0, count, fallback=False
+        )
+    except (RuntimeError, asyncio.SendfileNotAvailableError):  # raised before a byte is sent
+        handle.seek(0)
+        return 0
+    # Keep aiohttp's account of the body as if the bytes had gone through `writer.write`.
+    writer.output_size += sent
+    if writer.length is not None:
+        writer.length -= sent
+    if writer.on_body_write is not None:
+        writer.on_body_write(sent, writer.output_size)
+    if sent < count:
+        raise SourceChanged("changed since it was hashed (shorter now); left for the next run")
+    return sent
 
 
 def _open_unchanged(body: Body) -> Any:

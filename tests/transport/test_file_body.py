@@ -1,0 +1,123 @@
+"""A file on disk sent as an upload body over real sockets: by sendfile(2) on plain TCP, read
+and written over TLS; in both, byte for byte what the server reads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from pipeline.content.body import CHUNK, Body
+from pipeline.core.errors import SourceChanged
+from pipeline.core.secret import Secret
+from pipeline.transport.client import UploadClient
+from pipeline.transport.routes import Routes
+from pipeline.transport.session import tls_context
+from tests.netlab import make_ca
+from tests.thirdparty import DEMO_KEY, ThirdPartyServer, running
+from tests.transport.test_network import serving
+
+SIZE = 3 * CHUNK + 12_345
+
+
+@pytest.fixture
+def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The bytes each os.sendfile call carried (the real call is made)."""
+    carried: list[int] = []
+    real = os.sendfile
+
+    def counted(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        sent = real(out_fd, in_fd, offset, count)
+        carried.append(sent)
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", counted)
+    yield carried
+
+
+def big_file(tmp_path: Path) -> tuple[Path, Body]:
+    path = tmp_path / "big.wav"
+    path.write_bytes(os.urandom(SIZE))
+    info = path.stat()
+    return path, Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
+
+
+def recorded(service: ThirdPartyServer, timeout: float = 10) -> list[dict[str, Any]]:
+    """The requests the server has seen, once it has seen one: it notes a cut-off body only
+    after its reading thread finds the connection gone."""
+    deadline = time.monotonic() + timeout
+    while not (requests := service.requests()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return requests
+
+
+async def send(url: str, body: Body, tls: Path | None = None) -> None:
+    context = tls_context(str(tls)) if tls else None
+    connector = aiohttp.TCPConnector(ssl=context) if context else aiohttp.TCPConnector()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        client = UploadClient(Routes.direct(session), url=url, key=Secret(DEMO_KEY), timeout=30)
+        await client.upload(body, purpose="song", filename="big.wav", content_type="audio/wav")
+
+
+async def test_on_plain_tcp_the_file_goes_by_sendfile_and_another_stack_reads_it_whole(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    path, body = big_file(tmp_path)
+    with running() as service:  # Werkzeug, three multipart readers
+        await send(service.url, body)
+        (upload,) = service.uploads()
+    assert upload["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert upload["size"] == SIZE and upload["bytes_agree"]
+    # All but the last chunk, which is read and checked against the hashed file first.
+    assert sum(sendfile_calls) == SIZE - CHUNK
+
+
+async def test_a_file_rewritten_while_it_goes_by_sendfile_is_cut_before_its_last_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, body = big_file(tmp_path)
+    real = os.sendfile
+
+    def then_rewritten(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        sent = real(out_fd, in_fd, offset, count)
+        os.utime(path, ns=(1, 1))  # an editor saved over it meanwhile: same size
+        return sent
+
+    monkeypatch.setattr(os, "sendfile", then_rewritten)
+    with running() as service:
+        with pytest.raises(SourceChanged, match="changed since it was hashed"):
+            await send(service.url, body)
+        (request,) = recorded(service)
+    assert request["outcome"].startswith("incomplete")
+    assert request["received"] < request["content_length"]
+
+
+async def test_over_tls_the_file_is_read_and_written_and_arrives_whole(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    path, body = big_file(tmp_path)
+    files = make_ca(tmp_path / "tls")
+    received: list[str] = []
+
+    async def upload(request: web.Request) -> web.Response:
+        form = await request.post()
+        received.append(hashlib.sha256(form["file"].file.read()).hexdigest())  # type: ignore[union-attr]
+        ids = {"voice_id": "v", "instrumental_id": "i", "trace_id": "t"}
+        return web.json_response({**ids, "base_resp": {"status_code": 0, "status_msg": "ok"}})
+
+    app = web.Application(client_max_size=2 * SIZE)
+    app.router.add_post("/upload", upload)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(files.cert, files.key)
+    async with serving(app, server_tls) as port:
+        await send(f"https://127.0.0.1:{port}/upload", body, tls=files.ca)
+    assert received == [hashlib.sha256(path.read_bytes()).hexdigest()]
+    assert sendfile_calls == []  # the kernel cannot encrypt: no sendfile over TLS
