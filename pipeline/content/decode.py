@@ -14,14 +14,18 @@ What comes out (`decode_to_wav`):
   nothing is rounded, clipped or dithered;
 - streamed packet by packet into the destination: memory stays flat whatever the length;
 - the header written by hand (`wavfile.wav_header`), so the same source bytes give the same
-  WAV bytes on every run.
+  WAV bytes on every run;
+- its sha256 taken as it is written when the length is known before decoding (FLAC states its
+  sample count), else read back once the header is written last.
 
 What is refused, with one line saying why (`DecodeError`):
 - whatever FFmpeg cannot read, or reads with an error: decoding is strict (CRC checks, errors
   abort rather than conceal);
-- audio that decodes short: FLAC's sample count and MD5 (both in its header) are checked, other
-  lossless codecs must give the length their container states, lossy ones nearly so. A file with
-  a bad frame in the middle is refused, never sent cut short;
+- audio that decodes short or damaged: every frame's checksum is checked (FLAC's CRC-16,
+  WavPack's CRC, ...), FLAC's sample count (in its header) must be met, other lossless codecs
+  must give the length their container states, lossy ones nearly so. A file with a bad frame in
+  the middle is refused, never sent cut short. FLAC's MD5 of the whole audio is not checked: it
+  would catch only what already failed a frame's CRC, and costs a fifth of a decode;
 - DRM-protected files, DSD (it decodes to 352.8 kHz float, eight times CD's size), audio above
   192 kHz, a stream whose format changes mid-way, and audio that decodes to nothing;
 - audio longer than `max_seconds`: the decode stops there rather than write what is refused.
@@ -123,12 +127,15 @@ def decode_to_wav(
     if not head:
         raise DecodeError("empty file (0 bytes)")
     with dst.open("w+b") as out:
+        digest = None
         if is_rifx(head):
             fmt, size = rifx_to_wav(src, out, check)
             source = "rifx"
         else:
-            fmt, size, source = _decode(src, out, check, max_seconds)
-        digest, total = _sha256(out)
+            fmt, size, source, digest = _decode(src, out, check, max_seconds)
+        if digest is None:
+            digest = _sha256(out)
+        total = out.seek(0, 2)
     return Decoded(fmt, size // fmt.block, source, total, digest)
 
 
@@ -158,14 +165,13 @@ def _checker(timeout: float, stopping: Stopping) -> Callable[[], None]:
     return check
 
 
-def _sha256(out: BinaryIO) -> tuple[str, int]:
-    """The sha256 and size of what was written (read back: the header is written last)."""
+def _sha256(out: BinaryIO) -> str:
+    """The sha256 of what was written, read back."""
     out.seek(0)
-    digest, total = hashlib.sha256(), 0
+    digest = hashlib.sha256()
     while chunk := out.read(_CHUNK):
         digest.update(chunk)
-        total += len(chunk)
-    return digest.hexdigest(), total
+    return digest.hexdigest()
 
 
 # --- FFmpeg -------------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ class _Source:
     codec: str
     bits: int | None  # the depth in the codec's header, where it has one
     seconds: float | None  # the length the container states
-    flac: tuple[int, bytes] | None  # FLAC's total samples and MD5 of the samples
+    frames: int | None  # the sample count the codec's header states exactly (FLAC's)
 
     @property
     def lossless(self) -> bool:
@@ -242,9 +248,9 @@ def _source(path: Path, container: av.container.InputContainer) -> _Source:
     elif container.duration:
         seconds = container.duration / 1_000_000
     extradata = ctx.extradata or b""
-    flac = _flac_streaminfo(extradata) if codec == "flac" else None
+    frames = _flac_total(extradata) if codec == "flac" else None
     bits = _header_bits(path, container.format.name, codec, extradata)
-    return _Source(container.format.name, codec, bits, seconds, flac)
+    return _Source(container.format.name, codec, bits, seconds, frames)
 
 
 def _header_bits(path: Path, container: str, codec: str, extradata: bytes) -> int | None:
@@ -265,17 +271,20 @@ def _header_bits(path: Path, container: str, codec: str, extradata: bytes) -> in
     return None
 
 
-def _flac_streaminfo(extradata: bytes) -> tuple[int, bytes] | None:
-    """(total samples, MD5 of the samples) from FLAC's STREAMINFO; None when it has none."""
+def _flac_total(extradata: bytes) -> int | None:
+    """The total samples FLAC's STREAMINFO states; None when it has none or states 0 (unknown:
+    a stream written without seeking back)."""
     if len(extradata) < 34:
         return None
     total = ((extradata[13] & 0x0F) << 32) | struct.unpack_from(">I", extradata, 14)[0]
-    return total, extradata[18:34]
+    return total or None
 
 
 def _decode(
     src: Path, out: BinaryIO, check: Callable[[], None], max_seconds: float | None
-) -> tuple[WavFormat, int, str]:
+) -> tuple[WavFormat, int, str, str | None]:
+    """(format, data bytes, what it was converted from, the WAV's sha256 when taken while
+    writing)."""
     lib = _av()
     try:
         with _open(src) as container:
@@ -290,7 +299,7 @@ def _decode(
     except MemoryError as exc:
         raise DecodeError("out of memory while decoding") from exc
     fmt = sink.finish()
-    return fmt, sink.data_bytes, source.converted_from
+    return fmt, sink.data_bytes, source.converted_from, sink.digest
 
 
 def _pump(
@@ -324,9 +333,8 @@ class _Sink:
         self.layout: tuple[str, int, str] | None = None
         self.frames = 0
         self.low_bits = 0  # OR of the bytes dropped from 24-bit samples: must stay 0
-        flac = source.flac
-        wants_md5 = flac is not None and any(flac[1]) and source.bits in (8, 16, 24)
-        self.md5 = hashlib.md5(usedforsecurity=False) if wants_md5 else None
+        # The length known ahead: the real header goes first, and the WAV is hashed as written.
+        self._sha = hashlib.sha256() if source.frames else None
         self._pending = bytearray()  # written (and hashed) a megabyte at a time, not per frame
 
     @property
@@ -348,10 +356,18 @@ class _Sink:
             self._flush()
         self.frames += frame.samples
 
+    @property
+    def digest(self) -> str | None:
+        """The WAV's sha256, when it was taken as written (after `finish`)."""
+        return self._sha.hexdigest() if self._sha is not None else None
+
+    def _write(self, data: bytes | bytearray) -> None:
+        if self._sha is not None:
+            self._sha.update(data)
+        self.out.write(data)
+
     def _flush(self) -> None:
-        if self.md5 is not None:
-            self.md5.update(self._pending)
-        self.out.write(self._pending)
+        self._write(self._pending)
         self._pending.clear()
 
     def _start(self, frame: av.audio.frame.AudioFrame) -> WavFormat:
@@ -363,7 +379,9 @@ class _Sink:
         code, bits = _depth(frame.format.name, self.source.bits)
         channels = len(frame.layout.channels)
         fmt = WavFormat(code, channels, frame.sample_rate, bits, _mask(frame))
-        self.out.write(wav_header(fmt, 0))  # a placeholder of the same length
+        # The real header when the length is known (`finish` refuses any other length), else
+        # a placeholder of the same length.
+        self._write(wav_header(fmt, (self.source.frames or 0) * fmt.block))
         return fmt
 
     def _bytes(self, frame: av.audio.frame.AudioFrame, bits: int) -> bytes | memoryview:
@@ -393,18 +411,17 @@ class _Sink:
             raise DecodeError(f"{source.codec}: samples wider than the 24 bits its header says")
         self._check_length(fmt.rate)
         if self.data_bytes & 1:
-            self.out.write(b"\0")
-        self.out.seek(0)
-        self.out.write(wav_header(fmt, self.data_bytes))
+            self._write(b"\0")
+        if self._sha is None:
+            self.out.seek(0)
+            self.out.write(wav_header(fmt, self.data_bytes))
         return fmt
 
     def _check_length(self, rate: int) -> None:
         source, frames = self.source, self.frames
-        if source.flac is not None and source.flac[0]:
-            if frames != source.flac[0]:
-                raise DecodeError(f"FLAC: decoded {frames} of {source.flac[0]} samples (corrupt)")
-            if self.md5 is not None and self.md5.digest() != source.flac[1]:
-                raise DecodeError("FLAC: the decoded audio fails its MD5 check (corrupt frames)")
+        if source.frames:
+            if frames != source.frames:
+                raise DecodeError(f"FLAC: decoded {frames} of {source.frames} samples (corrupt)")
             return
         if not source.seconds:
             return

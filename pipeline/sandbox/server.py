@@ -256,7 +256,7 @@ async def _read_form(request: web.Request, folder: Path) -> dict[str, Any]:
             path = folder / "upload"
             digest, size = hashlib.sha256(), 0
             with path.open("wb") as out:
-                while chunk := await part.read_chunk(1 << 16):
+                while chunk := await part.read_chunk(1 << 20):  # few passes of the parser
                     digest.update(chunk)
                     size += len(chunk)
                     out.write(chunk)
