@@ -9,7 +9,9 @@ by `sendfile(2)` (`loop.sendfile`): no read into Python, no copy through aiohttp
 last chunk is still read and checked by hand, so the guard holds: the file's size and
 modification time are looked at once more before that chunk leaves, and a file that changed
 is cut off before the body is whole. Over TLS the kernel cannot encrypt, so the file is read
-and written a chunk at a time.
+and written a chunk at a time. While the kernel sends, asyncio pauses reading the connection: an
+early answer (a proxy's 413 from the Content-Length alone) is read once the send ends, whole or
+cut off by the server closing the connection, as nginx and aiohttp's server do after answering.
 
 The parts' `Content-Disposition` headers are written here, not by aiohttp's `FormData`, which
 either percent-encodes the whole name (`Café` as `Caf%C3%A9`, kept as such by servers) or

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.content.body import CHUNK, Body
-from pipeline.core.errors import SourceChanged
+from pipeline.core.errors import PermanentError, SourceChanged
 from pipeline.core.secret import Secret
 from pipeline.transport.client import UploadClient
 from pipeline.transport.routes import Routes
@@ -98,6 +98,20 @@ async def test_a_file_rewritten_while_it_goes_by_sendfile_is_cut_before_its_last
         (request,) = recorded(service)
     assert request["outcome"].startswith("incomplete")
     assert request["received"] < request["content_length"]
+
+
+async def test_an_early_answer_to_a_file_going_by_sendfile_is_still_read(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    path = tmp_path / "long.wav"
+    path.write_bytes(os.urandom(40_000_000))  # far more than the socket buffers hold
+    info = path.stat()
+    body = Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
+    # nginx's 413 from the Content-Length alone, the body never read, the connection closed
+    refused = pytest.raises(PermanentError, match="HTTP 413.*refused the upload of 40.0 MB")
+    with running(mode="nginx-413") as proxy, refused:
+        await send(proxy.url, body)
+    assert 0 < sum(sendfile_calls) < info.st_size  # cut off while going by sendfile
 
 
 async def test_over_tls_the_file_is_read_and_written_and_arrives_whole(
