@@ -19,9 +19,10 @@ from pipeline.content.body import CHUNK, Body
 from pipeline.core.errors import PermanentError, SourceChanged
 from pipeline.core.secret import Secret
 from pipeline.transport.client import UploadClient
+from pipeline.transport.proxies import Proxies
 from pipeline.transport.routes import Routes
-from pipeline.transport.session import tls_context
-from tests.netlab import make_ca
+from pipeline.transport.session import open_http, tls_context
+from tests.netlab import make_ca, needs_tinyproxy, tinyproxy
 from tests.thirdparty import DEMO_KEY, ThirdPartyServer, running
 from tests.transport.test_network import serving
 
@@ -77,6 +78,24 @@ async def test_on_plain_tcp_the_file_goes_by_sendfile_and_another_stack_reads_it
     assert upload["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert upload["size"] == SIZE and upload["bytes_agree"]
     # All but the last chunk, which is read and checked against the hashed file first.
+    assert sum(sendfile_calls) == SIZE - CHUNK
+
+
+@needs_tinyproxy
+async def test_through_a_real_proxy_the_file_goes_by_sendfile_and_arrives_whole(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    path, body = big_file(tmp_path)
+    with running() as service, tinyproxy(tmp_path / "proxy") as proxy:
+        proxies = Proxies({"http_proxy": proxy.url})
+        async with open_http(concurrency=1, timeout=30, proxies=proxies) as http:
+            client = http.uploader(url=service.url, key=Secret(DEMO_KEY))
+            await client.upload(body, purpose="song", filename="big.wav", content_type="audio/wav")
+        (upload,) = service.uploads()
+        through = proxy.requests()
+    assert through == [f"POST {service.url}"]
+    assert upload["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert upload["size"] == SIZE and upload["bytes_agree"]
     assert sum(sendfile_calls) == SIZE - CHUNK
 
 
