@@ -163,13 +163,13 @@ def convert_speed(ctx: Context) -> list[Goal]:
     # On a machine whose two cores are free, both saturate them: the speed a run can reach is
     # then set by the CPU it needs, the sandbox's included (it shares the cores).
     by_cpu = their_cpu / (our_cpu + sandbox_cpu)
-    line(f"ingest reaches {ratio:.2f} of ffmpeg's speed; by CPU (ingest + sandbox) {by_cpu:.2f}")
+    line(f"ingest reaches {ratio:.3f} of ffmpeg's speed; by CPU (ingest + sandbox) {by_cpu:.2f}")
     return [
         Goal(
             work,
             f"{ours:.2f} s; CPU {our_cpu:.1f} s",
             f"xargs -P 2 ffmpeg {theirs:.2f} s; CPU {their_cpu:.1f} s",
-            f"{ratio:.2f} of ffmpeg's speed; {by_cpu:.2f} by CPU",
+            f"{ratio:.3f} of ffmpeg's speed; {by_cpu:.2f} by CPU",
             goal,
             ratio >= 0.8,
         ),
