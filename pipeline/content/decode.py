@@ -24,8 +24,9 @@ What is refused, with one line saying why (`DecodeError`):
 - audio that decodes short or damaged: every frame's checksum is checked (FLAC's CRC-16,
   WavPack's CRC, ...), FLAC's sample count (in its header) must be met, other lossless codecs
   must give the length their container states, lossy ones nearly so. A file with a bad frame in
-  the middle is refused, never sent cut short. FLAC's MD5 of the whole audio is not checked: it
-  would catch only what already failed a frame's CRC, and costs a fifth of a decode;
+  the middle is refused, never sent cut short. FLAC's MD5 of the whole audio is not checked:
+  with every frame's CRC checked it would add a check of the decoder itself (and of encoders
+  that wrote a wrong MD5), at a fifth of a decode's cost;
 - DRM-protected files, DSD (it decodes to 352.8 kHz float, eight times CD's size), audio above
   192 kHz, a stream whose format changes mid-way, and audio that decodes to nothing;
 - audio longer than `max_seconds`: the decode stops there rather than write what is refused.

@@ -3,6 +3,7 @@ and written over TLS; in both, byte for byte what the server reads."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import ssl
@@ -126,10 +127,17 @@ async def test_an_early_answer_to_a_file_going_by_sendfile_is_still_read(
     path.write_bytes(os.urandom(40_000_000))  # far more than the socket buffers hold
     info = path.stat()
     body = Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
-    # nginx's 413 from the Content-Length alone, the body never read, the connection closed
-    refused = pytest.raises(PermanentError, match="HTTP 413.*refused the upload of 40.0 MB")
-    with running(mode="nginx-413") as proxy, refused:
-        await send(proxy.url, body)
+    # nginx's 413 from the Content-Length alone, the body never read, the connection closed;
+    # held back until the file is surely going by sendfile
+    with running(mode="nginx-413", hold=True) as proxy:
+        sending = asyncio.ensure_future(send(proxy.url, body))
+        deadline = time.monotonic() + 10
+        while not (sendfile_calls and await asyncio.to_thread(proxy.held) == 1):
+            assert time.monotonic() < deadline and not sending.done(), "never held"
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(proxy.release)
+        with pytest.raises(PermanentError, match="HTTP 413.*refused the upload of 40.0 MB"):
+            await sending
     assert 0 < sum(sendfile_calls) < info.st_size  # cut off while going by sendfile
 
 
