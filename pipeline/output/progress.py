@@ -9,7 +9,8 @@ second; the runner knows nothing about it. Until the census is done the total re
 bound ("5,000+ files, still counting"). Rates and the ETA come from the last half minute, so a
 burst of skipped files at the start does not promise a finish that the uploads cannot keep.
 Warnings and errors print above the view; per-file lines only with `-v`. Off a terminal it is
-never shown: the log lines are the record there.
+never shown: the log lines are the record there. rich is imported only when the view is shown:
+a run off a terminal (cron) does not pay for it at start-up.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ import collections
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from pipeline.output.summary import human_size
 from pipeline.run.tally import Tally
 from pipeline.sources.census import Census
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 WINDOW = 30.0  # seconds of history behind the rates and the ETA
 SHOWN_IN_FLIGHT = 4  # file names shown under the bar
@@ -91,6 +92,9 @@ class View:
         return known, census is not None and census.done
 
     def render(self) -> RenderableType:
+        from rich.console import Group
+        from rich.text import Text
+
         tally = self.tally
         processed = tally.processed
         per_second, bytes_per_second = self.rates.sample(processed, tally.uploaded_bytes)
@@ -102,6 +106,9 @@ class View:
         )
 
     def _bar(self, processed: int, total: int, final: bool, per_second: float) -> Table:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
         grid = Table.grid(padding=(0, 1), expand=True)
         grid.add_column(no_wrap=True)
         grid.add_column(ratio=1)
@@ -144,6 +151,8 @@ class View:
         return " · ".join(parts)
 
     def _in_flight(self) -> list[Text]:
+        from rich.text import Text
+
         names = list(self.tally.sending.values())[:SHOWN_IN_FLIGHT]
         room = max(self.width() - 4, 10)
         return [Text("  ↑ " + shorten_middle(name, room), no_wrap=True) for name in names]
@@ -157,6 +166,9 @@ async def show(
     if not enabled:
         yield
         return
+    from rich.console import Console
+    from rich.live import Live
+
     console = Console(stderr=True)
     view = View(tally, census, lambda: console.width)
     live = Live(
