@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import CA_ENV, KEY_ENV, Convert, Settings
 from pipeline.core.entry import Entry
@@ -43,7 +43,6 @@ from pipeline.ledger.store import Ledger
 from pipeline.ledger.unchanged import UnchangedFiles
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
-from pipeline.output.metrics import MetricsFile
 from pipeline.output.summary import render_summary
 from pipeline.run.convert import Converter
 from pipeline.run.fleet import Fleet
@@ -57,6 +56,9 @@ from pipeline.sources.census import Census, take_census
 from pipeline.transport.proxies import Proxies, mask
 from pipeline.transport.s3 import Downloads, S3Fetcher, S3Store
 from pipeline.transport.session import Http, open_http, tls_context, upload_proxy
+
+if TYPE_CHECKING:
+    from pipeline.output.metrics import MetricsFile
 
 log = logging.getLogger("pipeline")
 
@@ -267,6 +269,8 @@ async def _run_with_ledger(
 def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
     if settings.metrics_file is None or settings.dry_run:
         return None
+    from pipeline.output.metrics import MetricsFile  # prometheus_client: only when asked for
+
     return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
 
 
