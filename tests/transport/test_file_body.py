@@ -10,7 +10,6 @@ import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -23,8 +22,10 @@ from pipeline.transport.client import UploadClient
 from pipeline.transport.proxies import Proxies
 from pipeline.transport.routes import Routes
 from pipeline.transport.session import open_http, tls_context
+from tests.conftest import wait_until
+from tests.content.test_body import big_file
 from tests.netlab import make_ca, needs_tinyproxy, tinyproxy
-from tests.thirdparty import DEMO_KEY, ThirdPartyServer, running
+from tests.thirdparty import DEMO_KEY, running
 from tests.transport.test_network import serving
 
 SIZE = 3 * CHUNK + 12_345
@@ -45,20 +46,11 @@ def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     yield carried
 
 
-def big_file(tmp_path: Path) -> tuple[Path, Body]:
-    path = tmp_path / "big.wav"
-    path.write_bytes(os.urandom(SIZE))
+def file_body(tmp_path: Path, size: int = SIZE) -> tuple[Path, Body]:
+    """A file of random bytes, and the body that sends it as hashed."""
+    path = big_file(tmp_path, size)
     info = path.stat()
     return path, Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
-
-
-def recorded(service: ThirdPartyServer, timeout: float = 10) -> list[dict[str, Any]]:
-    """The requests the server has seen, once it has seen one: it notes a cut-off body only
-    after its reading thread finds the connection gone."""
-    deadline = time.monotonic() + timeout
-    while not (requests := service.requests()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return requests
 
 
 async def send(url: str, body: Body, tls: Path | None = None) -> None:
@@ -72,7 +64,7 @@ async def send(url: str, body: Body, tls: Path | None = None) -> None:
 async def test_on_plain_tcp_the_file_goes_by_sendfile_and_another_stack_reads_it_whole(
     tmp_path: Path, sendfile_calls: list[int]
 ) -> None:
-    path, body = big_file(tmp_path)
+    path, body = file_body(tmp_path)
     with running() as service:  # Werkzeug, three multipart readers
         await send(service.url, body)
         (upload,) = service.uploads()
@@ -86,7 +78,7 @@ async def test_on_plain_tcp_the_file_goes_by_sendfile_and_another_stack_reads_it
 async def test_through_a_real_proxy_the_file_goes_by_sendfile_and_arrives_whole(
     tmp_path: Path, sendfile_calls: list[int]
 ) -> None:
-    path, body = big_file(tmp_path)
+    path, body = file_body(tmp_path)
     with running() as service, tinyproxy(tmp_path / "proxy") as proxy:
         proxies = Proxies({"http_proxy": proxy.url})
         async with open_http(concurrency=1, timeout=30, proxies=proxies) as http:
@@ -103,7 +95,7 @@ async def test_through_a_real_proxy_the_file_goes_by_sendfile_and_arrives_whole(
 async def test_a_file_rewritten_while_it_goes_by_sendfile_is_cut_before_its_last_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, body = big_file(tmp_path)
+    path, body = file_body(tmp_path)
     real = os.sendfile
 
     def then_rewritten(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
@@ -115,7 +107,9 @@ async def test_a_file_rewritten_while_it_goes_by_sendfile_is_cut_before_its_last
     with running() as service:
         with pytest.raises(SourceChanged, match="changed since it was hashed"):
             await send(service.url, body)
-        (request,) = recorded(service)
+        # It notes a cut-off body once its reading thread finds the connection gone.
+        wait_until(lambda: bool(service.requests()), timeout=10)
+        (request,) = service.requests()
     assert request["outcome"].startswith("incomplete")
     assert request["received"] < request["content_length"]
 
@@ -123,10 +117,7 @@ async def test_a_file_rewritten_while_it_goes_by_sendfile_is_cut_before_its_last
 async def test_an_early_answer_to_a_file_going_by_sendfile_is_still_read(
     tmp_path: Path, sendfile_calls: list[int]
 ) -> None:
-    path = tmp_path / "long.wav"
-    path.write_bytes(os.urandom(40_000_000))  # far more than the socket buffers hold
-    info = path.stat()
-    body = Body(size=info.st_size, path=str(path), mtime_ns=info.st_mtime_ns)
+    _, body = file_body(tmp_path, 40_000_000)  # far more than the socket buffers hold
     # nginx's 413 from the Content-Length alone, the body never read, the connection closed;
     # held back until the file is surely going by sendfile
     with running(mode="nginx-413", hold=True) as proxy:
@@ -138,13 +129,13 @@ async def test_an_early_answer_to_a_file_going_by_sendfile_is_still_read(
         await asyncio.to_thread(proxy.release)
         with pytest.raises(PermanentError, match="HTTP 413.*refused the upload of 40.0 MB"):
             await sending
-    assert 0 < sum(sendfile_calls) < info.st_size  # cut off while going by sendfile
+    assert 0 < sum(sendfile_calls) < body.size  # cut off while going by sendfile
 
 
 async def test_over_tls_the_file_is_read_and_written_and_arrives_whole(
     tmp_path: Path, sendfile_calls: list[int]
 ) -> None:
-    path, body = big_file(tmp_path)
+    path, body = file_body(tmp_path)
     files = make_ca(tmp_path / "tls")
     received: list[str] = []
 
