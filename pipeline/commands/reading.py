@@ -23,7 +23,7 @@ from pipeline.output.export import Exporter
 from pipeline.output.status import render_status, status_data
 
 if TYPE_CHECKING:
-    from pipeline.ledger.store import Ledger
+    from pipeline.ledger.repository import RunLedger
 
 
 def _require_existing(location: Location) -> None:
@@ -33,7 +33,7 @@ def _require_existing(location: Location) -> None:
         raise UsageError(f"no ledger at {path} (run `ingest run` first, or pass --db)")
 
 
-async def _open_existing(settings: Settings) -> Ledger:
+async def _open_existing(settings: Settings) -> RunLedger:
     _require_existing(settings.db)
     return await open_ledger(settings.db)
 

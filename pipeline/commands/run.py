@@ -39,7 +39,7 @@ from pipeline.ledger.dry import DryWriter
 from pipeline.ledger.files import check_file
 from pipeline.ledger.location import parse_location
 from pipeline.ledger.lock import held
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.unchanged import UnchangedFiles
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
@@ -195,7 +195,7 @@ class _Halt:
 async def _run_with_ledger(
     settings: Settings,
     roots: Sequence[Source],
-    ledger: Ledger,
+    ledger: RunLedger,
     *,
     argv: Sequence[str],
     display: bool,
@@ -266,7 +266,7 @@ async def _run_with_ledger(
     return int(code)
 
 
-def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
+def _metrics(settings: Settings, ledger: RunLedger) -> MetricsFile | None:
     if settings.metrics_file is None or settings.dry_run:
         return None
     from pipeline.output.metrics import MetricsFile  # prometheus_client: only when asked for
@@ -274,7 +274,7 @@ def _metrics(settings: Settings, ledger: Ledger) -> MetricsFile | None:
     return MetricsFile(settings.metrics_file, ledger=ledger.location.shown)
 
 
-def _unchanged(settings: Settings, ledger: Ledger, tally: Tally) -> UnchangedFiles | None:
+def _unchanged(settings: Settings, ledger: RunLedger, tally: Tally) -> UnchangedFiles | None:
     """On an SQLite file, the crawl leaves out done, unchanged files itself (one query a
     listing); a shared ledger is asked the usual way (a fleet's claims need every entry)."""
     path = ledger.location.path
@@ -284,7 +284,7 @@ def _unchanged(settings: Settings, ledger: Ledger, tally: Tally) -> UnchangedFil
     return UnchangedFiles(path, min_age_ns=min_age_ns, on_skipped=tally.count_unchanged)
 
 
-def _writer_for(settings: Settings, ledger: Ledger, run_id: int, stop: Stop) -> Writer:
+def _writer_for(settings: Settings, ledger: RunLedger, run_id: int, stop: Stop) -> Writer:
     def stop_on(failure: LedgerWriteError) -> None:
         gone = isinstance(failure, LedgerUnreachable)
         stop.request(StopReason.LEDGER_GONE if gone else StopReason.LEDGER)
@@ -301,7 +301,7 @@ def _writer_for(settings: Settings, ledger: Ledger, run_id: int, stop: Stop) -> 
 
 def _assemble(
     settings: Settings,
-    ledger: Ledger,
+    ledger: RunLedger,
     run_id: int,
     transport: tuple[Http, S3Store],
     roots: Sequence[Source],
@@ -416,7 +416,7 @@ def _say_why(settings: Settings, parts: _Parts, tally: Tally) -> None:
         )
 
 
-async def _finish(ledger: Ledger, run_id: int, code: Exit, summary: dict[str, Any]) -> None:
+async def _finish(ledger: RunLedger, run_id: int, code: Exit, summary: dict[str, Any]) -> None:
     """Record how the run ended; a ledger that cannot be written any more is reported, once."""
     try:
         await ledger.finish_run(

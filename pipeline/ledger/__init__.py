@@ -2,8 +2,10 @@
 
 The only importer of SQLAlchemy, Alembic and the database drivers. Kept light on purpose:
 importing `pipeline.ledger.location` (which the settings do) loads none of them; `open_ledger`
-imports them when a ledger is really opened. May import `pipeline.core`, `pipeline.content`
-(to record located bytes) and `pipeline.flow` (its retry policy).
+imports them when a ledger on a database server is opened (an SQLite file needs only the
+standard `sqlite3` module: `sqlite_store.py`), or an older ledger upgraded. May import
+`pipeline.core`, `pipeline.content` (to record located bytes) and `pipeline.flow` (its retry
+policy).
 """
 
 from __future__ import annotations
@@ -14,19 +16,18 @@ from typing import TYPE_CHECKING
 from pipeline.ledger.location import Location, parse_location
 
 if TYPE_CHECKING:
-    from pipeline.ledger.store import Clock, Ledger
+    from pipeline.ledger.repository import Clock, RunLedger
 
 __all__ = ["Location", "open_ledger"]
 
 
 async def open_ledger(
     where: Location | str, *, clock: Clock = time.time, check: bool = True
-) -> Ledger:
-    """Check, create or upgrade the schema, then return a Ledger over it. `check=False` when
-    the caller has already run `files.check_file`."""
-    from pipeline.ledger.engines import create_engine_for
+) -> RunLedger:
+    """Check, create or upgrade the schema, then return the ledger over it: on an SQLite file,
+    with `sqlite3` alone; elsewhere, on SQLAlchemy's async engine. `check=False` when the
+    caller has already run `files.check_file`."""
     from pipeline.ledger.schema import ready
-    from pipeline.ledger.store import Ledger
 
     location = parse_location(where)
     if check:
@@ -35,6 +36,13 @@ async def open_ledger(
         from pipeline.ledger.migrate import upgrade  # Alembic: only when there is work for it
 
         await upgrade(location, check=False)
+    if location.path is not None:
+        from pipeline.ledger.sqlite_store import SqliteLedger
+
+        return SqliteLedger(location.path, location, clock=clock)
+    from pipeline.ledger.engines import create_engine_for
+    from pipeline.ledger.store import Ledger
+
     return Ledger(create_engine_for(location), location, clock=clock)
 
 

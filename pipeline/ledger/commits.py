@@ -7,9 +7,9 @@
   through `run_sync`.
 
 Each keeps one connection for the run (no pool checkout per commit) and replaces it when the
-server dropped it. The statements themselves are `statements.py`'s. An error of `sqlite3` is
-raised as SQLAlchemy's `DBAPIError` (its `orig` the sqlite3 error), as the async back end's
-are, so the writer judges both alike.
+server dropped it. The statements themselves are `statements.py`'s. Both raise a refused
+commit as `DatabaseError`, in the database's own words and saying whether it passes, so the
+writer judges both alike; an SQLite run loads no SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -20,15 +20,31 @@ import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from pipeline.ledger.plain import PRAGMAS, WAL_PRAGMAS
+from pipeline.ledger.statements import Op, SqliteStatements
 
-from pipeline.ledger.engines import PRAGMAS, WAL_PRAGMAS
-from pipeline.ledger.statements import CoreStatements, Op, SqliteStatements
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from pipeline.ledger.core_statements import CoreStatements
 
 BUSY_TIMEOUT = 10.0  # seconds another connection's write is waited for (as busy_timeout)
+
+
+class DatabaseError(Exception):
+    """A commit the database refused, in its own words ("database or disk is full", "attempt to
+    write a readonly database"); `passing` when trying the same transaction again can succeed
+    (a deadlock, a server restarting or out of reach), not when it will happen again."""
+
+    def __init__(self, reason: str, *, passing: bool) -> None:
+        super().__init__(reason)
+        self.passing = passing
+
+
+def sqlite_reason(exc: sqlite3.Error) -> str:
+    return str(exc).strip() or type(exc).__name__
 
 
 class Committer(Protocol):
@@ -66,7 +82,7 @@ class ThreadCommitter:
             return results
         except sqlite3.Error as exc:
             self._drop()  # the next commit starts on a fresh connection
-            raise DBAPIError.instance(None, None, exc, sqlite3.Error) from exc
+            raise DatabaseError(sqlite_reason(exc), passing=False) from exc
 
     def _connected(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -94,12 +110,22 @@ class AsyncCommitter:
         self._conn: AsyncConnection | None = None
 
     async def commit(self, batch: Sequence[Op]) -> list[Any]:
-        if self._conn is None or self._conn.invalidated or self._conn.closed:
-            self._conn = await self._engine.connect()
-        async with self._conn.begin():
-            return await self._conn.run_sync(self._statements.apply, batch)
+        from sqlalchemy.exc import DBAPIError
+
+        from pipeline.ledger.engines import worth_retrying
+
+        try:
+            if self._conn is None or self._conn.invalidated or self._conn.closed:
+                self._conn = await self._engine.connect()
+            async with self._conn.begin():
+                return await self._conn.run_sync(self._statements.apply, batch)
+        except DBAPIError as exc:
+            reason = str(exc.orig).strip() or type(exc.orig).__name__
+            raise DatabaseError(reason, passing=worth_retrying(exc)) from exc
 
     async def close(self) -> None:
+        from sqlalchemy.exc import DBAPIError
+
         if self._conn is not None:
             with contextlib.suppress(DBAPIError):
                 await self._conn.close()

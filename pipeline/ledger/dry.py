@@ -18,16 +18,16 @@ from typing import Any
 
 from pipeline.core.records import UploadResult
 from pipeline.core.states import ContentStatus
+from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.rows import SourceFacts
 from pipeline.ledger.statements import Link
-from pipeline.ledger.store import Ledger
 
 
 class DryWriter:
     claims = None  # a dry run shares nothing with other runs
     failure = None  # nothing is written, so nothing can fail to be
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: RunLedger) -> None:
         self._ledger = ledger
         # By (sha256, purpose): the answer, or the question under way (rows of the same bytes
         # being prepared at once wait for the one query).

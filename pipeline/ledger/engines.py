@@ -1,5 +1,6 @@
-"""Engines for a ledger (the async one every command uses), with the settings a ledger needs;
-an SQLite ledger's writer sets the same on its plain `sqlite3` connection (`commits.py`)."""
+"""SQLAlchemy's async engine for a ledger, with the settings a ledger needs: for a ledger on a
+server, the migrations, and `export` (a run on an SQLite file uses plain `sqlite3` connections,
+`sqlite_store.py` and `commits.py`, which set the same `plain.PRAGMAS`)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from pipeline.ledger.location import Location
-from pipeline.ledger.plain import OUR_TABLES_SQL, REVISION_SQL
+from pipeline.ledger.plain import OUR_TABLES_SQL, PRAGMAS, REVISION_SQL, WAL_PRAGMAS
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
-
-
-# WAL + NORMAL: a process crash loses nothing. Not while checking a file that may not be ours:
-# switching to WAL rewrites the file's header.
-WAL_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
-PRAGMAS = ("PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON")
 
 
 def _sqlite_connect(dbapi_conn: Any, _record: ConnectionPoolEntry, *, wal: bool) -> None:

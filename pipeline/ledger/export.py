@@ -26,7 +26,7 @@ from pipeline.ledger.queries import (
 )
 
 if TYPE_CHECKING:
-    from pipeline.ledger.store import Ledger
+    from pipeline.ledger.repository import RunLedger
 
 BATCH = 5000  # rows handed on at a time
 
@@ -34,7 +34,7 @@ Rows = Sequence[Sequence[Any]]
 
 
 async def batches(
-    ledger: Ledger, status: str | None = None, *, size: int = BATCH
+    ledger: RunLedger, status: str | None = None, *, size: int = BATCH
 ) -> AsyncIterator[Rows]:
     """Every (source, purpose) as a row of `EXPORT_COLUMNS`, in source order, a batch of rows
     at a time, through the async engine."""
@@ -46,7 +46,7 @@ async def batches(
 
 
 async def export_to(
-    ledger: Ledger, write: Callable[[Rows], object], status: str | None = None
+    ledger: RunLedger, write: Callable[[Rows], object], status: str | None = None
 ) -> None:
     """Hand every export row, a batch at a time, to `write`."""
     path = ledger.location.path
@@ -58,7 +58,7 @@ async def export_to(
 
 
 async def json_lines(
-    ledger: Ledger, write: Callable[[str], object], status: str | None = None, *, end: str = "\n"
+    ledger: RunLedger, write: Callable[[str], object], status: str | None = None, *, end: str = "\n"
 ) -> bool:
     """On an SQLite file: write the JSON lines export, each line made by SQLite. False, having
     written nothing, on other databases."""
@@ -73,7 +73,7 @@ async def json_lines(
     return True
 
 
-async def records(ledger: Ledger, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
+async def records(ledger: RunLedger, status: str | None = None) -> AsyncIterator[dict[str, Any]]:
     """One record per (source, purpose), as a dict, `extra` parsed; for tests and tools."""
     async for batch in batches(ledger, status):
         for row in batch:
@@ -84,7 +84,7 @@ async def records(ledger: Ledger, status: str | None = None) -> AsyncIterator[di
             yield record
 
 
-async def extra_columns(ledger: Ledger) -> list[str]:
+async def extra_columns(ledger: RunLedger) -> list[str]:
     """The manifest columns kept on any source, in the order they first appear."""
     query = select(sources.c.extra).where(sources.c.extra.is_not(None)).order_by(sources.c.id)
     found: dict[str, None] = {}
@@ -101,7 +101,7 @@ def _of_status(query: Select[Any], status: str | None) -> Select[Any]:
 
 
 async def _read_file(
-    ledger: Ledger, path: Path, query: Select[Any], write: Callable[[Rows], object]
+    ledger: RunLedger, path: Path, query: Select[Any], write: Callable[[Rows], object]
 ) -> None:
     """Run `query` on the SQLite file itself, in a worker thread, handing `write` its rows a
     batch at a time."""

@@ -29,7 +29,7 @@ from pipeline.ledger.plain import (
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-    from pipeline.ledger.store import Ledger
+    from pipeline.ledger.repository import RunLedger
 
 BUSY_TIMEOUT = 10.0  # seconds a write under way is waited for, as the engines' busy_timeout
 RUN_FIGURES = ("last_runs", "running")  # the figures whose rows are runs, read by column name
@@ -89,7 +89,7 @@ def _sqlite_rows(conn: sqlite3.Connection, name: str) -> list[Any]:
     return [dict(zip(columns, row, strict=True)) for row in cursor]
 
 
-async def read_async(ledger: Ledger) -> Figures:
+async def read_async(ledger: RunLedger) -> Figures:
     """The same figures through an open ledger's async engine."""
     async with ledger.engine.connect() as conn:
         return await conn.run_sync(_read_core, ledger.dialect)

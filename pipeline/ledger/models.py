@@ -34,6 +34,8 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
+    String,
     Table,
     Text,
     UniqueConstraint,
@@ -128,4 +130,13 @@ runs = Table(
     Column("summary", Text),  # its figures: at the end, and so far while it runs (heartbeats)
     Column("heartbeat_at", Float),  # by the database's clock; a run is live while this is fresh
     Column("lease", Float),  # seconds its claims last without a heartbeat
+)
+
+# Alembic's own version table, as its migration context defines it (not in `metadata`: the
+# migrations never describe it).
+version_table = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
 )

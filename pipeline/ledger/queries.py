@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Float, and_, bindparam, case, cast, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.sql import Select
 
@@ -49,25 +61,47 @@ def dialect_insert(dialect: str, table: Any) -> sqlite.Insert | postgresql.Inser
     return sqlite.insert(table)
 
 
-STATE_QUERY = (
-    select(
-        sources.c.source,
-        sources.c.purpose,
-        sources.c.id,
-        sources.c.size,
-        sources.c.mtime_ns,
-        sources.c.sha256,
-        sources.c.status,
-        sources.c.retryable,
-        sources.c.error,
-        sources.c.content_id,
-        contents.c.status,
-        contents.c.retryable,
-        sources.c.etag,
-    )
-    .select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
-    .where(sources.c.source.in_(bindparam("keys", expanding=True)))
+def json_listed(name: str) -> Select[Any]:
+    """The values of a JSON list given as parameter `name` (SQLite's json_each): one parameter
+    however long the list, where an expanding IN takes one per value."""
+    listed: Any = select(column("value")).select_from(func.json_each(bindparam(name)))
+    return listed  # type: ignore[no-any-return]
+
+
+STATE_COLUMNS = select(
+    sources.c.source,
+    sources.c.purpose,
+    sources.c.id,
+    sources.c.size,
+    sources.c.mtime_ns,
+    sources.c.sha256,
+    sources.c.status,
+    sources.c.retryable,
+    sources.c.error,
+    sources.c.content_id,
+    contents.c.status,
+    contents.c.retryable,
+    sources.c.etag,
+).select_from(sources.outerjoin(contents, sources.c.content_id == contents.c.id))
+STATE_QUERY = STATE_COLUMNS.where(sources.c.source.in_(bindparam("keys", expanding=True)))
+CONTENT_OF_QUERY = select(contents.c.status, contents.c.retryable).where(
+    contents.c.sha256 == bindparam("sha256"), contents.c.purpose == bindparam("purpose")
 )
+FINISH_RUN = update(runs).where(runs.c.id == bindparam("run_id"))  # with the columns it sets
+
+
+def start_run(dialect: str) -> Any:
+    """A run's row, its heartbeat by the database's clock (with the other columns)."""
+    return runs.insert().values(heartbeat_at=db_epoch(dialect))
+
+
+def abandoned_runs(dialect: str) -> Any:
+    """Mark crashed the runs that died without finishing: on SQLite, every run still marked
+    running once we hold the ledger; on a shared ledger, those whose heartbeat stopped."""
+    ended = runs.c.status == RunStatus.RUNNING
+    if dialect == "postgresql":
+        ended = and_(ended, ~live_runs(db_epoch(dialect)))
+    return update(runs).where(ended).values(status=RunStatus.CRASHED)
 
 
 def export_query() -> Any:

@@ -1,8 +1,7 @@
 """A source's row in the ledger, and back: the one mapping between entries and `sources` rows.
 
 What a source is (`SourceFacts`, from an entry and its located bytes), the row the writer
-records for it (`source_row`), the columns an upsert writes (derived from the table, so a new
-column is one change in `models.py` and its migration), and the entry a row stands for when a
+records for it (`source_row`), the columns an upsert writes, and the entry a row stands for when a
 run takes over another's work (`entry_from_row`).
 """
 
@@ -18,11 +17,12 @@ from pipeline.content.located import Located
 from pipeline.core.entry import Entry
 from pipeline.core.names import path_bytes, source_key, wire_filename
 from pipeline.core.states import SourceStatus
-from pipeline.ledger.models import sources
+from pipeline.ledger.sqlite_sql import SOURCE_UPSERT
 
-# What a source upsert writes, and what it overwrites on a row that exists (not its key, nor
-# when it was first seen).
-WRITTEN = tuple(column.name for column in sources.columns if column.name != "id")
+# What a source upsert writes: every column of `sources` but its id, in the table's order (a test
+# holds them to `models.py`); and what it overwrites on a row that exists (not its key, nor when
+# it was first seen).
+WRITTEN = SOURCE_UPSERT.keys
 SOURCE_COLUMNS = tuple(c for c in WRITTEN if c not in ("source", "purpose", "created_at"))
 
 

@@ -3,9 +3,9 @@ with all its rows, in a fixed order of kinds, and of rows within a kind.
 
 They run on a synchronous connection: on SQLite in the writer's own thread, so a whole commit
 is one hand-off to that thread (not one per statement), with the standard `sqlite3` module
-(`SqliteStatements`: these same statements compiled once to SQLite's SQL, which spares the
-writer's thread SQLAlchemy's work per statement); on PostgreSQL through the async engine's
-`run_sync`.
+(`SqliteStatements`: the statements written out for SQLite, so a run on an SQLite file loads no
+SQLAlchemy); on PostgreSQL through the async engine's `run_sync`, in SQLAlchemy Core
+(`core_statements.py`).
 
 Rows are sorted by their key: two runs writing the same rows (on a shared ledger) then lock them
 in the same order, which keeps deadlocks between them rare; a deadlock is retried whole. The
@@ -27,17 +27,17 @@ import enum
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import bindparam, column, delete, func, select, update
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Connection
+from pipeline.core.states import ContentStatus
+from pipeline.ledger import sqlite_sql as sql
+from pipeline.ledger.rows import WRITTEN
+from pipeline.ledger.sqlite_sql import Sql
 
-from pipeline.core.states import ContentStatus, SourceStatus
-from pipeline.ledger.claims import Claims
-from pipeline.ledger.models import contents, runs, sources
-from pipeline.ledger.queries import db_epoch, dialect_insert
-from pipeline.ledger.rows import SOURCE_COLUMNS, WRITTEN
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from pipeline.ledger.claims import Claims
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,62 +90,19 @@ C = TypeVar("C")  # the connection a commit runs on
 
 
 class Statements(Generic[C]):
-    """The statements, and how a batch applies them; on a SQLAlchemy connection (`CoreStatements`)
-    or a plain `sqlite3` one (`SqliteStatements`)."""
+    """The statements, and how a batch applies them; in SQLAlchemy Core on a SQLAlchemy
+    connection (`core_statements.CoreStatements`, a server database) or written out for SQLite
+    on a plain `sqlite3` one (`SqliteStatements`). A back end sets each statement below."""
 
-    def __init__(self, dialect: str, claims: Claims | None) -> None:
+    source_upsert: Any  # insert or update a source's row (every column but its id)
+    drop_no_purpose: Any  # forget the row of a source recorded earlier with no purpose
+    content_insert: Any  # a content, unless it exists
+    content_lookup: Any  # contents by sha256
+    mirror: Any  # copy a content's status onto its sources
+    simple: dict[OpKind, Any]  # one UPDATE for each kind of `_SIMPLE`
+
+    def __init__(self, claims: Claims | None) -> None:
         self.claims = claims
-        upsert = dialect_insert(dialect, sources)
-        self.source_upsert = upsert.on_conflict_do_update(
-            index_elements=["source", "purpose"],
-            set_={name: upsert.excluded[name] for name in SOURCE_COLUMNS},
-        )
-        self.drop_no_purpose = delete(sources).where(
-            sources.c.source == bindparam("b_source"), sources.c.purpose == ""
-        )
-        # Get or create, then read back: two statements, both compiled once and cached (an
-        # executemany INSERT ... RETURNING is compiled again at every call).
-        self.content_insert = dialect_insert(dialect, contents).on_conflict_do_nothing(
-            index_elements=["sha256", "purpose"]
-        )
-        # FOR SHARE (on PostgreSQL; SQLite has one writer): the status read here is copied onto
-        # the source, so no other run may change it until this commit, and a run that changed
-        # it first is waited for. Otherwise a `done` committed in between would be missed by
-        # the copy, and the source would show pending for good.
-        self.content_lookup = (
-            select(
-                contents.c.sha256, contents.c.purpose, contents.c.id, contents.c.status,
-                contents.c.retryable,
-            )
-            .where(contents.c.sha256.in_(bindparam("shas", expanding=True)))
-            .with_for_update(read=True)
-        )  # fmt: skip
-        by_id = contents.c.id == bindparam("c_id")
-        settled = {"claimed_by": None, "claimed_until": None}
-        self.mirror = (
-            update(sources)
-            .where(sources.c.content_id == bindparam("c_id"))
-            .values(content_status=bindparam("m_status"))
-        )
-        self.simple = {
-            OpKind.RESET: update(contents)
-            .where(by_id)
-            .values(status=ContentStatus.PENDING, retryable=0),
-            OpKind.ATTEMPT: update(contents).where(by_id).values(attempts=contents.c.attempts + 1),
-            OpKind.DONE: update(contents)
-            .where(by_id)
-            .values(status=ContentStatus.DONE, error=None, retryable=0, **settled),
-            OpKind.FAILED: update(contents)
-            .where(by_id)
-            .values(status=ContentStatus.FAILED, **settled),
-            OpKind.LEAVE: update(sources)
-            .where(sources.c.source == bindparam("b_source"))
-            .where(sources.c.purpose == bindparam("b_purpose"))
-            .values(status=SourceStatus.FAILED, retryable=1, sha256=None, size=None),
-            OpKind.HEARTBEAT: update(runs)
-            .where(runs.c.id == bindparam("run_id"))
-            .values(heartbeat_at=db_epoch(dialect)),
-        }
 
     # What a back end provides: run a statement for many rows, read the contents of these
     # shas, and run a function inside the commit.
@@ -222,64 +179,38 @@ class Statements(Generic[C]):
         return result
 
 
-class CoreStatements(Statements[Connection]):
-    """On a SQLAlchemy connection (a server database, through the async engine's `run_sync`)."""
-
-    def many(self, conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(statement, rows)
-
-    def lookup(self, conn: Connection, shas: list[str]) -> Iterable[Sequence[Any]]:
-        return conn.execute(self.content_lookup, {"shas": shas})
-
-    def call(self, conn: Connection, work: Callable[[Connection], Any]) -> Any:
-        return work(conn)
-
-
 class SqliteStatements(Statements[sqlite3.Connection]):
-    """On a plain `sqlite3` connection (an SQLite file, in the writer's thread): each statement
-    compiled once to SQLite's SQL, for the keys its rows have, and run with `executemany`. The
-    values a statement sets itself (a status, a count) become defaults of each row. (SQLAlchemy's
-    only bind processing on SQLite, float() for Float columns, is what the columns' REAL affinity
-    does anyway.) Functions to run inside a commit take a SQLAlchemy connection: they are for a
+    """On a plain `sqlite3` connection (an SQLite file, in the writer's thread): the statements
+    written out for SQLite (`sqlite_sql.py`), each run with `executemany`; the values a
+    statement sets itself (a status, a count) are bound with each row. (SQLAlchemy's only bind
+    processing on SQLite, float() for Float columns, is what the columns' REAL affinity does
+    anyway.) Functions to run inside a commit take a SQLAlchemy connection: they are for a
     shared ledger's claims, which SQLite never has."""
 
-    def __init__(self, dialect: str, claims: Claims | None) -> None:
-        assert dialect == "sqlite" and claims is None
-        super().__init__(dialect, claims)
-        self._dialect = sqlite.dialect(paramstyle="named")
-        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, dict[str, Any]]] = {}
-        # The lookup reads a JSON list of shas (one parameter, whatever the batch's size).
-        listed: Any = select(column("value")).select_from(func.json_each(bindparam("shas")))
-        self.content_lookup = select(*self.content_lookup.selected_columns).where(
-            contents.c.sha256.in_(listed)
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.source_upsert = sql.SOURCE_UPSERT
+        self.drop_no_purpose = sql.DROP_NO_PURPOSE
+        self.content_insert = sql.CONTENT_INSERT
+        self.content_lookup = sql.CONTENT_LOOKUP
+        self.mirror = sql.MIRROR
+        self.simple = {kind: sql.SIMPLE[kind] for kind in _SIMPLE}
+
+    def many(self, conn: sqlite3.Connection, statement: Sql, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if rows[0].keys() != set(statement.keys):  # its SQL sets what these keys name
+            raise ValueError(f"rows of {sorted(rows[0])} for a statement of {statement.keys}")
+        defaults = statement.defaults
+        conn.executemany(
+            statement.text, [{**defaults, **row} for row in rows] if defaults else rows
         )
 
-    def many(self, conn: sqlite3.Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            sql, defaults = self._sql(statement, tuple(rows[0]))
-            conn.executemany(sql, [defaults | row for row in rows] if defaults else rows)
-
     def lookup(self, conn: sqlite3.Connection, shas: list[str]) -> Iterable[Sequence[Any]]:
-        sql, _ = self._sql(self.content_lookup, ())
-        return conn.execute(sql, {"shas": json.dumps(shas)}).fetchall()
+        return conn.execute(self.content_lookup.text, {"shas": json.dumps(shas)}).fetchall()
 
     def call(self, conn: sqlite3.Connection, work: Callable[[Connection], Any]) -> Any:
         raise TypeError("an SQLite ledger's writer runs no functions inside its commits")
-
-    def _sql(self, statement: Any, keys: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
-        """SQLite's SQL for `statement` run with rows of these keys, and the values it sets
-        itself; compiled once per statement and keys."""
-        found = self._compiled.get((id(statement), keys))
-        if found is None:
-            compiled = statement.compile(
-                dialect=self._dialect, column_keys=list(keys), for_executemany=bool(keys)
-            )
-            defaults = {
-                name: bind.value for bind, name in compiled.bind_names.items() if not bind.required
-            }
-            found = self._compiled[(id(statement), keys)] = (compiled.string, defaults)
-        return found
 
 
 def _row_key(params: dict[str, Any]) -> tuple[int, str, str]:

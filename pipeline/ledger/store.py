@@ -1,5 +1,6 @@
-"""The ledger as a run reads it, on the async engine: the runs table (a run's start and end,
-runs that died) and what the ledger knows of each source.
+"""The ledger as a run reads it, on SQLAlchemy's async engine (a database server; an SQLite
+file has `sqlite_store.py`): the runs table (a run's start and end, runs that died) and what the
+ledger knows of each source.
 
 Every write of an entry's state goes through the single `Writer` (see `writer.py`), which
 commits the changes of many entries in one transaction; `status` reads `figures.py` and `export`
@@ -14,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import and_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,14 +28,15 @@ from pipeline.flow.backoff import patience as patience_of
 from pipeline.flow.backoff import retrying
 from pipeline.ledger.engines import worth_retrying
 from pipeline.ledger.location import Location
-from pipeline.ledger.models import contents, runs
 from pipeline.ledger.queries import (
+    CONTENT_OF_QUERY,
+    FINISH_RUN,
     STATE_QUERY,
-    db_epoch,
-    live_runs,
+    abandoned_runs,
+    start_run,
 )
+from pipeline.ledger.repository import Clock
 
-Clock = Callable[[], float]
 LOOKUP_CHUNK = 500  # keys per lookup query: well under every driver's bound-parameter limit
 
 
@@ -54,18 +55,10 @@ class Ledger:
     # --- runs -------------------------------------------------------------------------------
 
     async def start_run(self, *, pid: int, host: str, command: str, lease: float = 60.0) -> int:
+        row = {"started_at": self.clock(), "pid": pid, "host": host, "command": command}
+        row |= {"status": RunStatus.RUNNING, "lease": lease}
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                runs.insert().values(
-                    started_at=self.clock(),
-                    pid=pid,
-                    host=host,
-                    command=command,
-                    status=RunStatus.RUNNING,
-                    heartbeat_at=db_epoch(self.dialect),
-                    lease=lease,
-                )
-            )
+            result = await conn.execute(start_run(self.dialect), row)
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     async def finish_run(
@@ -73,29 +66,19 @@ class Ledger:
     ) -> None:
         """Record how the run ended; LedgerWriteError (with the database's reason) when the
         ledger cannot take it any more."""
+        row = {"run_id": run_id, "finished_at": self.clock(), "status": status}
+        row |= {"exit_code": exit_code, "summary": json.dumps(summary, sort_keys=True)}
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    update(runs)
-                    .where(runs.c.id == run_id)
-                    .values(
-                        finished_at=self.clock(),
-                        status=status,
-                        exit_code=exit_code,
-                        summary=json.dumps(summary, sort_keys=True),
-                    )
-                )
+                await conn.execute(FINISH_RUN, row)
         except DBAPIError as exc:
             raise LedgerWriteError(f"ledger {self.location} cannot be written: {exc.orig}") from exc
 
     async def close_abandoned_runs(self) -> int:
         """Runs that died without finishing, marked so. On SQLite, every run still marked
         running once we hold the ledger; on a shared ledger, those whose heartbeat stopped."""
-        ended = runs.c.status == RunStatus.RUNNING
-        if self.dialect == "postgresql":
-            ended = and_(ended, ~live_runs(db_epoch(self.dialect)))
         async with self.engine.begin() as conn:
-            result = await conn.execute(update(runs).where(ended).values(status=RunStatus.CRASHED))
+            result = await conn.execute(abandoned_runs(self.dialect))
             return int(result.rowcount or 0)
 
     # --- sources ----------------------------------------------------------------------------
@@ -136,9 +119,7 @@ class Ledger:
 
     async def content_of(self, sha256: str, purpose: str) -> tuple[str, bool] | None:
         """(status, retryable) of these bytes for this purpose, None if never seen."""
-        query = select(contents.c.status, contents.c.retryable).where(
-            contents.c.sha256 == sha256, contents.c.purpose == purpose
-        )
         async with self.engine.connect() as conn:
-            row = (await conn.execute(query)).first()
+            params = {"sha256": sha256, "purpose": purpose}
+            row = (await conn.execute(CONTENT_OF_QUERY, params)).first()
         return None if row is None else (str(row[0]), bool(row[1]))

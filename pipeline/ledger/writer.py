@@ -29,22 +29,22 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any, TypeVar
-
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.core.errors import LedgerUnreachable, LedgerWriteError
 from pipeline.core.records import UploadResult
 from pipeline.core.states import SourceStatus
 from pipeline.flow.backoff import patience, retrying
-from pipeline.ledger.claims import Claims
-from pipeline.ledger.commits import AsyncCommitter, Committer, ThreadCommitter
-from pipeline.ledger.engines import worth_retrying
+from pipeline.ledger.commits import Committer, DatabaseError, ThreadCommitter
+from pipeline.ledger.repository import Clock, RunLedger
 from pipeline.ledger.rows import SourceFacts, source_row
-from pipeline.ledger.statements import CoreStatements, Link, Op, OpKind, SqliteStatements
-from pipeline.ledger.store import Clock, Ledger
+from pipeline.ledger.statements import Link, Op, OpKind, SqliteStatements
 from pipeline.ledger.watch import FileGone, FileWatch
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from pipeline.ledger.claims import Claims
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -98,7 +98,7 @@ class Writer:
     @classmethod
     def for_ledger(
         cls,
-        ledger: Ledger,
+        ledger: RunLedger,
         run_id: int,
         *,
         patience: float,
@@ -109,12 +109,17 @@ class Writer:
         """The writer of run `run_id` on `ledger`: on an SQLite file, commits in a thread of its
         own and a watch on the file; on a server database, the async engine's connection and,
         with a `lease`, claims (several runs may share the ledger)."""
-        claims = Claims(ledger.dialect, run_id, lease) if lease is not None else None
+        claims: Claims | None = None
         path = ledger.location.path
         committer: Committer
-        if ledger.dialect == "sqlite" and path is not None and claims is None:
-            committer = ThreadCommitter(path, SqliteStatements(ledger.dialect, claims))
-        else:
+        if ledger.dialect == "sqlite" and path is not None and lease is None:
+            committer = ThreadCommitter(path, SqliteStatements())
+        else:  # SQLAlchemy Core: loaded only for a ledger that is not an SQLite file
+            from pipeline.ledger.claims import Claims
+            from pipeline.ledger.commits import AsyncCommitter
+            from pipeline.ledger.core_statements import CoreStatements
+
+            claims = Claims(ledger.dialect, run_id, lease) if lease is not None else None
             committer = AsyncCommitter(ledger.engine, CoreStatements(ledger.dialect, claims))
         return cls(
             committer,
@@ -298,7 +303,7 @@ class Writer:
                     # A flush (the end of a run included) always looks: a run shorter than the
                     # watch interval must not report success for writes into a removed file.
                     self._watch.look(force=any(op.kind is OpKind.FLUSH for op in batch))
-            except (DBAPIError, FileGone) as exc:
+            except (DatabaseError, FileGone) as exc:
                 self._fail(batch, exc)
                 return
             for op, result in zip(batch, results, strict=True):
@@ -320,22 +325,22 @@ class Writer:
             async for attempt in retrying(
                 patience(self.patience),
                 sleep=asyncio.sleep,
-                retry_on=worth_retrying,
+                retry_on=_passing,
                 before_sleep=self._trying_again,
             ):
                 with attempt:
                     return await self._committer.commit(batch)
-        except DBAPIError as exc:
-            self.unreachable = worth_retrying(exc)  # it passes, but did not pass in time
+        except DatabaseError as exc:
+            self.unreachable = exc.passing  # it passes, but did not pass in time
             raise
         raise AssertionError("unreachable: retrying re-raises the last error")
 
     def _trying_again(self, error: BaseException, attempt: int, seconds: float) -> None:
-        if attempt >= 5 and isinstance(error, DBAPIError):  # a deadlock is over at once
-            log.warning("ledger %s: %s; trying again", self._shown, _os_reason(error))
+        if attempt >= 5 and isinstance(error, DatabaseError):  # a deadlock is over at once
+            log.warning("ledger %s: %s; trying again", self._shown, error)
 
-    def _fail(self, batch: Sequence[Op], exc: DBAPIError | FileGone) -> None:
-        reason = _os_reason(exc) if isinstance(exc, DBAPIError) else str(exc)
+    def _fail(self, batch: Sequence[Op], exc: DatabaseError | FileGone) -> None:
+        reason = str(exc)
         if self.unreachable:
             self.failure = LedgerUnreachable(
                 f"ledger {self._shown} has been out of reach for {self.patience:.0f} s: {reason}"
@@ -369,7 +374,6 @@ class Writer:
         return row | {"c_replaces_no_purpose": facts.replaces_no_purpose}
 
 
-def _os_reason(exc: DBAPIError) -> str:
-    """The database's own words ("database or disk is full", "attempt to write a readonly
-    database", "disk I/O error"), without SQLAlchemy's wrapping."""
-    return str(exc.orig).strip() or type(exc.orig).__name__
+def _passing(exc: BaseException) -> bool:
+    """Whether trying the same commit again can succeed (see `DatabaseError`)."""
+    return isinstance(exc, DatabaseError) and exc.passing

@@ -32,8 +32,8 @@ from pipeline.core.entry import Entry
 from pipeline.core.errors import EntryError, PermanentError, RunFatal, Stopped
 from pipeline.core.records import SourceState
 from pipeline.core.states import ContentStatus, SourceStatus
+from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.rows import SourceFacts, facts_of
-from pipeline.ledger.store import Ledger
 from pipeline.run.convert import Converter, never_reason
 from pipeline.run.model import Fetcher, Job, SourceRecorder
 from pipeline.run.plan import Decision, Policy, Step, decide
@@ -58,7 +58,7 @@ class Preparer:
     def __init__(
         self,
         *,
-        ledger: Ledger,
+        ledger: RunLedger,
         writer: SourceRecorder,  # the ledger's writer (or a dry run's, which records nothing)
         fetcher: Fetcher | None,
         tally: Tally,

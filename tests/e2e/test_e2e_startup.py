@@ -3,8 +3,8 @@
 Two ways: a kill -9 at increasing delays after `ingest run` starts (real timing, nobody chose
 the moment), and a process that dies right after each statement of the schema creation in turn
 (every moment between two DDL statements, deterministically), both as a run creates a new ledger
-(from the models, without Alembic) and as the migrations build one. Each time, the next run must
-end with exit 0 and every file done.
+(from the models' schema written out, without Alembic or SQLAlchemy) and as the migrations build
+one. Each time, the next run must end with exit 0 and every file done.
 """
 
 from __future__ import annotations
@@ -49,9 +49,27 @@ asyncio.run(upgrade(sys.argv[1]))
 print("completed")
 """
 )
-# The same, as a run opens a ledger that does not exist yet (created whole, without Alembic).
+# The same, as a run opens a ledger that does not exist yet (created whole, without Alembic or
+# SQLAlchemy, on the standard sqlite3 module): a trace callback on every connection sees each
+# statement just before it runs, so it dies at the first one after write number argv[2].
 DIE_WHILE_CREATING = (
-    _DIE_AFTER
+    """
+import asyncio, os, sqlite3, sys
+
+writes = 0
+def before(statement):
+    global writes
+    if writes == int(sys.argv[2]):
+        os._exit(9)
+    if statement.lstrip().upper().startswith(("CREATE", "INSERT", "UPDATE", "ALTER", "DROP")):
+        writes += 1
+connect = sqlite3.connect
+def traced(*args, **kwargs):
+    conn = connect(*args, **kwargs)
+    conn.set_trace_callback(before)
+    return conn
+sqlite3.connect = traced
+"""
     + """
 from pipeline.ledger import open_ledger
 async def opened(path):
