@@ -7,7 +7,7 @@
   through `run_sync`.
 
 Each keeps one connection for the run (no pool checkout per commit) and replaces it when the
-server dropped it. The statements themselves are `statements.py`'s. Both raise a refused
+server dropped it. How a batch is applied is `statements.py`'s. Both raise a refused
 commit as `DatabaseError`, in the database's own words and saying whether it passes, so the
 writer judges both alike; an SQLite run loads no SQLAlchemy.
 """
@@ -47,6 +47,20 @@ def sqlite_reason(exc: sqlite3.Error) -> str:
     return str(exc).strip() or type(exc).__name__
 
 
+def connect_ledger(path: Path) -> sqlite3.Connection:
+    """A connection to a ledger file that exists (`mode=rw`: one removed under the run is
+    reported, never created again), with the settings every connection to a ledger has."""
+    uri = path.absolute().as_uri() + "?mode=rw"
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+    try:
+        for pragma in (*WAL_PRAGMAS, *PRAGMAS):
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 class Committer(Protocol):
     async def commit(self, batch: Sequence[Op]) -> list[Any]:
         """Apply `batch` in one transaction: each op's result, in order."""
@@ -57,8 +71,7 @@ class Committer(Protocol):
 
 class ThreadCommitter:
     def __init__(self, path: Path, statements: SqliteStatements) -> None:
-        # mode=rw: a ledger removed under the run is reported, never created again here.
-        self._uri = path.absolute().as_uri() + "?mode=rw"
+        self._path = path
         self._statements = statements
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
         self._conn: sqlite3.Connection | None = None
@@ -86,10 +99,7 @@ class ThreadCommitter:
 
     def _connected(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
-            for pragma in (*WAL_PRAGMAS, *PRAGMAS):  # as every connection to a ledger has
-                conn.execute(pragma)
-            self._conn = conn
+            self._conn = connect_ledger(self._path)
         return self._conn
 
     def _drop(self) -> None:

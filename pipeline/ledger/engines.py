@@ -1,6 +1,7 @@
 """SQLAlchemy's async engine for a ledger, with the settings a ledger needs: for a ledger on a
-server, the migrations, and `export` (a run on an SQLite file uses plain `sqlite3` connections,
-`sqlite_store.py` and `commits.py`, which set the same `plain.PRAGMAS`)."""
+server, the migrations, `export`, and `status` where it cannot read the file with `sqlite3`
+alone. (A run on an SQLite file uses plain `sqlite3` connections, `sqlite_store.py` and
+`commits.py`, which set the same `plain.WAL_PRAGMAS` and `plain.PRAGMAS`.)"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The ledger's queries, in SQLAlchemy Core only (no engine, no ORM): shared by the async
-repository (`store.py`), the writer's statements, `export` and `status` (on a server database;
-an SQLite ledger's status is read with this SQL compiled to text, in `plain.py`, which needs no
-SQLAlchemy at all).
+repository (`store.py`), the writer's Core statements, `export` and `status` on a server
+database. On an SQLite file, a run and `status` run this SQL compiled to text, written out in
+`sqlite_sql.py` and `plain.py` (tests compile these and compare), and need no SQLAlchemy at all.
 """
 
 from __future__ import annotations

@@ -27,9 +27,8 @@ from pipeline.core.errors import LedgerWriteError
 from pipeline.core.records import SourceState
 from pipeline.core.states import RunStatus
 from pipeline.ledger import sqlite_sql as sql
-from pipeline.ledger.commits import BUSY_TIMEOUT, sqlite_reason
+from pipeline.ledger.commits import connect_ledger, sqlite_reason
 from pipeline.ledger.location import Location
-from pipeline.ledger.plain import PRAGMAS, WAL_PRAGMAS
 from pipeline.ledger.repository import Clock, States
 
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ class SqliteLedger:
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger")
         self._conn: sqlite3.Connection | None = None
         self._engine: AsyncEngine | None = None
+        self._closed = False
 
     @property
     def engine(self) -> AsyncEngine:
@@ -57,6 +57,9 @@ class SqliteLedger:
         return self._engine
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         await self._run(self._drop)
         self._thread.shutdown(wait=False)
         if self._engine is not None:
@@ -85,13 +88,7 @@ class SqliteLedger:
 
     async def states(self, keys: Iterable[str]) -> States:
         """What the ledger knows of these sources, by (source, purpose): one hop for them all."""
-        wanted = list(dict.fromkeys(keys))
-        try:
-            return await self._run(functools.partial(self._states, wanted))
-        except sqlite3.Error as exc:
-            raise LedgerWriteError(
-                f"ledger {self.location} cannot be read: {sqlite_reason(exc)}"
-            ) from exc
+        return await self._read(functools.partial(self._states, list(dict.fromkeys(keys))))
 
     async def states_patiently(self, keys: Iterable[str], *, patience: float) -> States:
         """`states`: a file does not restart (its busy timeout waits for a writer)."""
@@ -99,18 +96,28 @@ class SqliteLedger:
 
     async def content_of(self, sha256: str, purpose: str) -> tuple[str, bool] | None:
         params = {"sha256": sha256, "purpose": purpose}
-        row = await self._run(functools.partial(self._one, sql.CONTENT_OF, params))
+        row = await self._read(functools.partial(self._one, sql.CONTENT_OF, params))
         return None if row is None else (str(row[0]), bool(row[1]))
 
     # --- in the ledger's thread -------------------------------------------------------------
 
     def _states(self, wanted: list[str]) -> States:
         """One query, the keys given as one JSON list (no limit on how many)."""
-        rows = self._connected().execute(sql.STATES.text, {"keys": json.dumps(wanted)})
+        keys = json.dumps(wanted, ensure_ascii=False)
+        rows = self._connected().execute(sql.STATES.text, {"keys": keys})
         return {(source, purpose): SourceState(*state) for source, purpose, *state in rows}
 
     def _one(self, statement: sql.Sql, params: dict[str, Any]) -> Any:
         return self._connected().execute(statement.text, params).fetchone()
+
+    async def _read(self, work: Callable[[], T]) -> T:
+        """`work` in the ledger's thread; LedgerWriteError with the database's reason when the
+        ledger cannot be read."""
+        try:
+            return await self._run(work)
+        except sqlite3.Error as exc:
+            reason = sqlite_reason(exc)
+            raise LedgerWriteError(f"ledger {self.location} cannot be read: {reason}") from exc
 
     async def _write(self, statement: sql.Sql, row: dict[str, Any]) -> sqlite3.Cursor:
         """Run one statement in a transaction of its own; LedgerWriteError with the database's
@@ -133,11 +140,7 @@ class SqliteLedger:
     def _connected(self) -> sqlite3.Connection:
         if self._conn is None:
             # mode=rw: the schema is made (`schema.ready`); a file removed since is not remade.
-            uri = self.path.absolute().as_uri() + "?mode=rw"
-            conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
-            for pragma in (*WAL_PRAGMAS, *PRAGMAS):
-                conn.execute(pragma)
-            self._conn = conn
+            self._conn = connect_ledger(self.path)
         return self._conn
 
     def _drop(self) -> None:

@@ -6,8 +6,8 @@ Every write of an entry's state goes through the single `Writer` (see `writer.py
 commits the changes of many entries in one transaction; `status` reads `figures.py` and `export`
 reads `export.py`. Reads here are batched too: the state of
 a whole directory listing or manifest batch is fetched in one query, so a rerun over an unchanged
-catalogue costs a few microseconds per file. The SQL (`queries.py`) is dialect-neutral; SQLite and
-PostgreSQL differ only in the engines (`engines.py`) and the upsert statement (`dialect_insert`).
+catalogue costs a few microseconds per file. The SQL (`queries.py`) is dialect-neutral: this
+serves PostgreSQL, and an SQLite database given by a URL with no file (in memory).
 """
 
 from __future__ import annotations

@@ -304,7 +304,11 @@ class Writer:
                     # watch interval must not report success for writes into a removed file.
                     self._watch.look(force=any(op.kind is OpKind.FLUSH for op in batch))
             except (DatabaseError, FileGone) as exc:
-                self._fail(batch, exc)
+                self._fail(batch, str(exc))
+                return
+            except Exception as exc:  # a fault of ours: every waiting change fails, none hangs
+                log.debug("the ledger's writer failed", exc_info=True)
+                self._fail(batch, f"{type(exc).__name__}: {exc}")
                 return
             for op, result in zip(batch, results, strict=True):
                 if op.future is not None and not op.future.done():
@@ -339,8 +343,7 @@ class Writer:
         if attempt >= 5 and isinstance(error, DatabaseError):  # a deadlock is over at once
             log.warning("ledger %s: %s; trying again", self._shown, error)
 
-    def _fail(self, batch: Sequence[Op], exc: DatabaseError | FileGone) -> None:
-        reason = str(exc)
+    def _fail(self, batch: Sequence[Op], reason: str) -> None:
         if self.unreachable:
             self.failure = LedgerUnreachable(
                 f"ledger {self._shown} has been out of reach for {self.patience:.0f} s: {reason}"

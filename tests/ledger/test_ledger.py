@@ -21,13 +21,13 @@ from pipeline.ledger import open_ledger
 from pipeline.ledger.figures import read_async
 from pipeline.ledger.migrate import current, upgrade
 from pipeline.ledger.models import metadata
+from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.rows import SourceFacts
-from pipeline.ledger.store import Ledger
 from pipeline.ledger.writer import Writer
 
 
 @pytest.fixture
-async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
+async def ledger(ledger_url: str) -> AsyncIterator[RunLedger]:
     """A ledger on each backend (SQLite file, fresh PostgreSQL database)."""
     ledger = await open_ledger(ledger_url)
     yield ledger
@@ -35,7 +35,7 @@ async def ledger(ledger_url: str) -> AsyncIterator[Ledger]:
 
 
 @pytest.fixture
-async def writer(ledger: Ledger) -> AsyncIterator[Writer]:
+async def writer(ledger: RunLedger) -> AsyncIterator[Writer]:
     run_id = await ledger.start_run(pid=1, host="h", command="c")
     writer = Writer.for_ledger(ledger, run_id, patience=600.0)  # as a run builds it
     async with writer.running():
@@ -77,24 +77,35 @@ def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
-def test_someone_elses_sqlite_database_is_refused_untouched(tmp_path: Path) -> None:
+async def opened(path: str) -> str:
+    """What a run does: open the ledger (checked, created or upgraded), then close it."""
+    await (await open_ledger(path)).close()
+    return path
+
+
+OPENERS = pytest.mark.parametrize("opener", [upgrade, opened], ids=["db upgrade", "a run"])
+
+
+@OPENERS
+def test_someone_elses_sqlite_database_is_refused_untouched(tmp_path: Path, opener: Any) -> None:
     path = tmp_path / "other.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER)")
     before = path.read_bytes()
     with pytest.raises(LedgerError, match="other tables: invoices"):
-        asyncio.run(upgrade(str(path)))
+        asyncio.run(opener(str(path)))
     assert path.read_bytes() == before
 
 
-def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+@OPENERS
+def test_a_newer_schema_is_refused_untouched(tmp_path: Path, opener: Any) -> None:
     path = tmp_path / "new.db"
     asyncio.run(upgrade(str(path)))
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE alembic_version SET version_num = '9999'")
     before = path.read_bytes()
     with pytest.raises(LedgerError, match="newer than this ingest knows"):
-        asyncio.run(upgrade(str(path)))
+        asyncio.run(opener(str(path)))
     assert path.read_bytes() == before
 
 
@@ -155,7 +166,7 @@ async def test_links_queued_together_are_committed_together(writer: Writer) -> N
 
 
 async def test_sources_take_their_status_and_ids_from_the_content(
-    ledger: Ledger, writer: Writer
+    ledger: RunLedger, writer: Writer
 ) -> None:
     link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
     await writer.link(facts("/x/two.wav"), sha256="a" * 64, size=10)
@@ -179,7 +190,7 @@ async def test_sources_take_their_status_and_ids_from_the_content(
     assert states[("/x/two.wav", "song")].effective_status() == "done"
 
 
-async def test_a_failure_keeps_its_trace_id(ledger: Ledger, writer: Writer) -> None:
+async def test_a_failure_keeps_its_trace_id(ledger: RunLedger, writer: Writer) -> None:
     link = await writer.link(facts("/x/one.wav"), sha256="a" * 64, size=10)
     await writer.failed(link.content_id, "base_resp 2013: bad", trace_id="tr-1", retryable=False)
     (row,) = [r async for r in ledger_export.records(ledger)]
@@ -191,7 +202,7 @@ async def test_a_failure_keeps_its_trace_id(ledger: Ledger, writer: Writer) -> N
 
 
 async def test_a_purpose_given_later_replaces_the_no_purpose_failure(
-    ledger: Ledger, writer: Writer
+    ledger: RunLedger, writer: Writer
 ) -> None:
     writer.record_source(facts("/x/a.wav", purpose=""), status=SourceStatus.FAILED, error="no")
     await writer.flush()
@@ -201,7 +212,7 @@ async def test_a_purpose_given_later_replaces_the_no_purpose_failure(
     assert [r["purpose"] async for r in ledger_export.records(ledger)] == ["voice"]
 
 
-async def test_runs_are_recorded(ledger: Ledger) -> None:
+async def test_runs_are_recorded(ledger: RunLedger) -> None:
     from pipeline.core.states import RunStatus
 
     run = await ledger.start_run(pid=42, host="box", command="ingest run x")
@@ -285,12 +296,64 @@ async def test_how_a_run_ended_that_cannot_be_recorded_is_a_ledger_write_error(
     try:
         with pytest.raises(LedgerWriteError, match="cannot be written: no such table: runs"):
             await ledger.finish_run(run_id, status=RunStatus.FINISHED, exit_code=0, summary={})
+        with pytest.raises(LedgerWriteError, match="cannot be written: no such table: runs"):
+            await ledger.start_run(pid=1, host="h", command="c")
+        with pytest.raises(LedgerWriteError, match="cannot be written: no such table: runs"):
+            await ledger.close_abandoned_runs()
+    finally:
+        await ledger.close()
+        await ledger.close()  # closing again does nothing
+
+
+async def test_a_ledger_file_that_cannot_be_read_is_a_ledger_write_error(tmp_path: Path) -> None:
+    ledger = await open_ledger(str(tmp_path / "ingest.db"))
+    with sqlite3.connect(tmp_path / "ingest.db") as other:
+        other.execute("ALTER TABLE sources RENAME TO sources_gone")
+        other.execute("ALTER TABLE contents RENAME TO contents_gone")
+    try:
+        with pytest.raises(LedgerWriteError, match="cannot be read: no such table: sources"):
+            await ledger.states_patiently(["/x/a.wav"], patience=60.0)
+        with pytest.raises(LedgerWriteError, match="cannot be read: no such table: contents"):
+            await ledger.content_of("a" * 64, "song")
     finally:
         await ledger.close()
 
 
+async def test_states_are_found_by_any_name_a_file_may_have(ledger: RunLedger) -> None:
+    """On SQLite the keys go as one JSON list: names beyond ASCII, and beyond the Basic
+    Multilingual Plane, are found as they were written."""
+    run_id = await ledger.start_run(pid=1, host="h", command="c")
+    names = ["/x/plain.wav", "/x/café.wav", "/x/🎵 song.wav", '/x/"quoted".wav']
+    writer = Writer.for_ledger(ledger, run_id, patience=60.0)
+    async with writer.running():
+        for i, name in enumerate(names):
+            await writer.link(facts(name), sha256=f"{i:064d}", size=10)
+    found = await ledger.states([*names, "/x/never.wav"])
+    assert set(found) == {(name, "song") for name in names}
+
+
+async def test_a_fault_in_a_commit_fails_every_waiting_change_instead_of_hanging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipeline.ledger.statements import SqliteStatements
+
+    ledger = await open_ledger(str(tmp_path / "ingest.db"))
+    writer = Writer.for_ledger(
+        ledger, await ledger.start_run(pid=1, host="h", command="c"), patience=60.0
+    )
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("a statement for other keys")
+
+    monkeypatch.setattr(SqliteStatements, "apply", broken)
+    async with writer.running():
+        with pytest.raises(LedgerWriteError, match="ValueError: a statement for other keys"):
+            await asyncio.wait_for(writer.link(facts("/x/a.wav"), sha256="a" * 64, size=1), 30)
+    await ledger.close()
+
+
 async def test_a_heartbeat_records_the_figures_by_the_databases_clock(
-    ledger: Ledger, writer: Writer
+    ledger: RunLedger, writer: Writer
 ) -> None:
     """One heartbeat for both back ends: the run's figures so far and the database's time."""
     before = time.time()

@@ -20,7 +20,7 @@ from pipeline.flow.signals import Signal
 from pipeline.flow.throttle import Throttle
 from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
-from pipeline.ledger.store import Ledger
+from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.writer import Writer
 from pipeline.run import prepare as prepare_mod
 from pipeline.run.plan import Policy
@@ -54,7 +54,7 @@ class ScriptedUploader:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+async def ledger(tmp_path: Path) -> AsyncIterator[RunLedger]:
     ledger = await open_ledger(str(tmp_path / "l.db"))
     yield ledger
     await ledger.close()
@@ -67,7 +67,7 @@ class Outcome:
 
 async def run(
     root: Path,
-    ledger: Ledger,
+    ledger: RunLedger,
     uploader: ScriptedUploader,
     *,
     max_attempts: int = 6,
@@ -101,12 +101,12 @@ async def run(
     return Outcome(tally, stop, sender)
 
 
-async def statuses(ledger: Ledger) -> dict[str, str]:
+async def statuses(ledger: RunLedger) -> dict[str, str]:
     return {Path(r["source"]).name: r["status"] async for r in ledger_export.records(ledger)}
 
 
 async def test_unchanged_files_are_not_hashed_again(
-    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger: RunLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for i in range(3):
         write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
@@ -126,7 +126,7 @@ async def test_unchanged_files_are_not_hashed_again(
     assert (await statuses(ledger))["1.wav"] == "done"
 
 
-async def test_same_bytes_in_one_run_are_sent_once(tmp_path: Path, ledger: Ledger) -> None:
+async def test_same_bytes_in_one_run_are_sent_once(tmp_path: Path, ledger: RunLedger) -> None:
     first = write_wav(tmp_path / "song" / "a.wav", 11)
     for name in ("b.wav", "c.wav"):
         (tmp_path / "song" / name).write_bytes(first.read_bytes())
@@ -138,7 +138,7 @@ async def test_same_bytes_in_one_run_are_sent_once(tmp_path: Path, ledger: Ledge
 
 
 async def test_transient_retried_permanent_failed_with_attempts_counted(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger: RunLedger
 ) -> None:
     write_wav(tmp_path / "song" / "flaky.wav", 11, seed=1)
     write_wav(tmp_path / "song" / "bad.wav", 11, seed=2)
@@ -158,7 +158,7 @@ async def test_transient_retried_permanent_failed_with_attempts_counted(
 
 
 async def test_jobs_waiting_out_a_backoff_do_not_hold_the_upload_tasks(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger: RunLedger
 ) -> None:
     # Concurrency 3 means 12 upload tasks. 14 files each told to wait 0.5 s would, waiting in
     # those tasks, hold every task and every other file until their waits were over.
@@ -175,7 +175,7 @@ async def test_jobs_waiting_out_a_backoff_do_not_hold_the_upload_tasks(
 
 
 async def test_a_stop_drops_parked_jobs_at_once_and_leaves_them_pending(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger: RunLedger
 ) -> None:
     for i in range(4):
         write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
@@ -200,7 +200,7 @@ async def test_a_stop_drops_parked_jobs_at_once_and_leaves_them_pending(
 
 
 async def test_only_attempts_that_will_be_retried_say_so(
-    tmp_path: Path, ledger: Ledger, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, ledger: RunLedger, caplog: pytest.LogCaptureFixture
 ) -> None:
     write_wav(tmp_path / "song" / "flaky.wav", 11)
     uploader = ScriptedUploader({"flaky.wav": [TransientError("HTTP 503")] * 5})
@@ -213,7 +213,7 @@ async def test_only_attempts_that_will_be_retried_say_so(
 
 
 async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger: RunLedger
 ) -> None:
     write_wav(tmp_path / "song" / "odd.wav", 11, seed=1)
     write_wav(tmp_path / "song" / "fine.wav", 11, seed=2)
@@ -226,7 +226,7 @@ async def test_an_unexpected_error_is_recorded_and_the_run_goes_on(
 
 
 async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
-    tmp_path: Path, ledger: Ledger
+    tmp_path: Path, ledger: RunLedger
 ) -> None:
     for i in range(12):
         write_wav(tmp_path / "voice" / f"{i:02d}.wav", 11, seed=i)
@@ -238,7 +238,7 @@ async def test_fatal_error_stops_the_run_and_marks_nothing_failed(
 
 
 async def test_a_refused_key_tells_the_breaker_the_service_answered(
-    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger: RunLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     told: list[Signal] = []
     record = Breaker.record
@@ -254,7 +254,7 @@ async def test_a_refused_key_tells_the_breaker_the_service_answered(
 
 
 async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
-    tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, ledger: RunLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pipeline.core.entry import Entry
     from pipeline.run.plan import Step
