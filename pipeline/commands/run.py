@@ -44,6 +44,7 @@ from pipeline.ledger.unchanged import UnchangedFiles
 from pipeline.ledger.writer import Writer
 from pipeline.output import logs, progress
 from pipeline.output.summary import render_summary
+from pipeline.run import heap
 from pipeline.run.convert import Converter
 from pipeline.run.fleet import Fleet
 from pipeline.run.plan import Policy
@@ -237,6 +238,7 @@ async def _run_with_ledger(
             await stack.enter_async_context(parts.writer.running())
         if parts.fleet is not None:
             await stack.enter_async_context(parts.fleet.beating())
+        await stack.enter_async_context(heap.trimming())
         converter = parts.converter
         with (
             _signals(stop, converter.remove_files if converter else None),
