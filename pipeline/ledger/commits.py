@@ -61,6 +61,26 @@ def connect_ledger(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class LedgerConnection:
+    """One plain connection to a ledger file, opened on first use (`connect_ledger`), and
+    dropped after an error so that the next use starts on a fresh one. Used from one thread."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def get(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = connect_ledger(self._path)
+        return self._conn
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+
 class Committer(Protocol):
     async def commit(self, batch: Sequence[Op]) -> list[Any]:
         """Apply `batch` in one transaction: each op's result, in order."""
@@ -71,10 +91,9 @@ class Committer(Protocol):
 
 class ThreadCommitter:
     def __init__(self, path: Path, statements: SqliteStatements) -> None:
-        self._path = path
+        self._conn = LedgerConnection(path)
         self._statements = statements
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger-writer")
-        self._conn: sqlite3.Connection | None = None
 
     async def commit(self, batch: Sequence[Op]) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -83,7 +102,7 @@ class ThreadCommitter:
     def _commit(self, batch: Sequence[Op]) -> list[Any]:
         """Blocking, in the writer's thread."""
         try:
-            conn = self._connected()
+            conn = self._conn.get()
             conn.execute("BEGIN")
             try:
                 results = self._statements.apply(conn, batch)
@@ -94,22 +113,11 @@ class ThreadCommitter:
                 raise
             return results
         except sqlite3.Error as exc:
-            self._drop()  # the next commit starts on a fresh connection
+            self._conn.drop()  # the next commit starts on a fresh connection
             raise DatabaseError(sqlite_reason(exc), passing=False) from exc
 
-    def _connected(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect_ledger(self._path)
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
-
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.drop)
         self._thread.shutdown(wait=False)
 
 

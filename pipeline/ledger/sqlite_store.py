@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import json
 import sqlite3
@@ -27,7 +26,7 @@ from pipeline.core.errors import LedgerWriteError
 from pipeline.core.records import SourceState
 from pipeline.core.states import RunStatus
 from pipeline.ledger import sqlite_sql as sql
-from pipeline.ledger.commits import connect_ledger, sqlite_reason
+from pipeline.ledger.commits import LedgerConnection, sqlite_reason
 from pipeline.ledger.location import Location
 from pipeline.ledger.repository import Clock, States
 
@@ -44,7 +43,8 @@ class SqliteLedger:
         self.dialect = location.dialect
         self.clock = clock
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger")
-        self._conn: sqlite3.Connection | None = None
+        # mode=rw: the schema is made (`schema.ready`); a file removed since is not remade.
+        self._conn = LedgerConnection(path)
         self._engine: AsyncEngine | None = None
         self._closed = False
 
@@ -60,7 +60,7 @@ class SqliteLedger:
         if self._closed:
             return
         self._closed = True
-        await self._run(self._drop)
+        await self._run(self._conn.drop)
         self._thread.shutdown(wait=False)
         if self._engine is not None:
             await self._engine.dispose()
@@ -104,11 +104,11 @@ class SqliteLedger:
     def _states(self, wanted: list[str]) -> States:
         """One query, the keys given as one JSON list (no limit on how many)."""
         keys = json.dumps(wanted, ensure_ascii=False)
-        rows = self._connected().execute(sql.STATES.text, {"keys": keys})
+        rows = self._conn.get().execute(sql.STATES.text, {"keys": keys})
         return {(source, purpose): SourceState(*state) for source, purpose, *state in rows}
 
     def _one(self, statement: sql.Sql, params: dict[str, Any]) -> Any:
-        return self._connected().execute(statement.text, params).fetchone()
+        return self._conn.get().execute(statement.text, params).fetchone()
 
     async def _read(self, work: Callable[[], T]) -> T:
         """`work` in the ledger's thread; LedgerWriteError with the database's reason when the
@@ -125,7 +125,7 @@ class SqliteLedger:
         params = {**statement.defaults, **row}
 
         def write() -> sqlite3.Cursor:
-            conn = self._connected()
+            conn = self._conn.get()
             with conn:  # BEGIN ... COMMIT, or ROLLBACK on an error
                 conn.execute("BEGIN")
                 return conn.execute(statement.text, params)
@@ -136,18 +136,6 @@ class SqliteLedger:
             raise LedgerWriteError(
                 f"ledger {self.location} cannot be written: {sqlite_reason(exc)}"
             ) from exc
-
-    def _connected(self) -> sqlite3.Connection:
-        if self._conn is None:
-            # mode=rw: the schema is made (`schema.ready`); a file removed since is not remade.
-            self._conn = connect_ledger(self.path)
-        return self._conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-            self._conn = None
 
     async def _run(self, work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work)
