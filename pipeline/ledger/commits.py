@@ -22,15 +22,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.ledger.plain import PRAGMAS, WAL_PRAGMAS
+from pipeline.ledger.plain import BUSY_TIMEOUT, PRAGMAS, WAL_PRAGMAS
 from pipeline.ledger.statements import Op, SqliteStatements
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from pipeline.ledger.core_statements import CoreStatements
-
-BUSY_TIMEOUT = 10.0  # seconds another connection's write is waited for (as busy_timeout)
 
 
 class DatabaseError(Exception):
@@ -43,8 +41,9 @@ class DatabaseError(Exception):
         self.passing = passing
 
 
-def sqlite_reason(exc: sqlite3.Error) -> str:
-    return str(exc).strip() or type(exc).__name__
+def reason_of(error: object) -> str:
+    """A database error in its own words ("database is locked"), or its type where it has none."""
+    return str(error).strip() or type(error).__name__
 
 
 def connect_ledger(path: Path) -> sqlite3.Connection:
@@ -114,7 +113,7 @@ class ThreadCommitter:
             return results
         except sqlite3.Error as exc:
             self._conn.drop()  # the next commit starts on a fresh connection
-            raise DatabaseError(sqlite_reason(exc), passing=False) from exc
+            raise DatabaseError(reason_of(exc), passing=False) from exc
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._thread, self._conn.drop)
@@ -138,8 +137,7 @@ class AsyncCommitter:
             async with self._conn.begin():
                 return await self._conn.run_sync(self._statements.apply, batch)
         except DBAPIError as exc:
-            reason = str(exc.orig).strip() or type(exc.orig).__name__
-            raise DatabaseError(reason, passing=worth_retrying(exc)) from exc
+            raise DatabaseError(reason_of(exc.orig), passing=worth_retrying(exc)) from exc
 
     async def close(self) -> None:
         from sqlalchemy.exc import DBAPIError

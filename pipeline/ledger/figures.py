@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.ledger.location import Location
 from pipeline.ledger.plain import (
+    BUSY_TIMEOUT,
     OUR_TABLES_SQL,
     REVISION_SQL,
     SCHEMA_REVISION,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from pipeline.ledger.repository import RunLedger
 
-BUSY_TIMEOUT = 10.0  # seconds a write under way is waited for, as the engines' busy_timeout
 RUN_FIGURES = ("last_runs", "running")  # the figures whose rows are runs, read by column name
 Fetch = Callable[[str], Sequence[Any]]  # the rows of the figure named
 

@@ -20,10 +20,13 @@ from pipeline.core.states import ContentStatus, SourceStatus
 # revision is opened without loading Alembic at all; a test keeps it in step with the migrations.
 SCHEMA_REVISION = "0004"
 
+# Seconds a connection waits for another's write before it gives up ("database is locked"): the
+# `timeout` of every plain `sqlite3.connect`, and the busy_timeout of every connection.
+BUSY_TIMEOUT = 10.0
 # Every connection to a ledger sets these. WAL + NORMAL: a process crash loses nothing. Not while
 # checking a file that may not be ours: switching to WAL rewrites the file's header.
 WAL_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL")
-PRAGMAS = ("PRAGMA busy_timeout=10000", "PRAGMA foreign_keys=ON")
+PRAGMAS = (f"PRAGMA busy_timeout={BUSY_TIMEOUT * 1000:.0f}", "PRAGMA foreign_keys=ON")
 
 OUR_TABLES = frozenset({"alembic_version", "contents", "sources", "runs"})  # and no other
 EXPORT_COLUMNS = (*EXPORT_FIELDS, "extra")  # a row of `export_batches`: extra as JSON text

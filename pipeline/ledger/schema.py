@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.ledger import sqlite_sql as sql
-from pipeline.ledger.commits import BUSY_TIMEOUT
 from pipeline.ledger.location import Location
-from pipeline.ledger.plain import OUR_TABLES, PRAGMAS, REVISION_SQL, SCHEMA_REVISION
+from pipeline.ledger.plain import (
+    BUSY_TIMEOUT,
+    OUR_TABLES,
+    PRAGMAS,
+    REVISION_SQL,
+    SCHEMA_REVISION,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection

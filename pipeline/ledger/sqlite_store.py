@@ -26,7 +26,7 @@ from pipeline.core.errors import LedgerWriteError
 from pipeline.core.records import SourceState
 from pipeline.core.states import RunStatus
 from pipeline.ledger import sqlite_sql as sql
-from pipeline.ledger.commits import LedgerConnection, sqlite_reason
+from pipeline.ledger.commits import LedgerConnection, reason_of
 from pipeline.ledger.location import Location
 from pipeline.ledger.repository import Clock, States
 
@@ -116,7 +116,7 @@ class SqliteLedger:
         try:
             return await self._run(work)
         except sqlite3.Error as exc:
-            reason = sqlite_reason(exc)
+            reason = reason_of(exc)
             raise LedgerWriteError(f"ledger {self.location} cannot be read: {reason}") from exc
 
     async def _write(self, statement: sql.Sql, row: dict[str, Any]) -> sqlite3.Cursor:
@@ -134,7 +134,7 @@ class SqliteLedger:
             return await self._run(write)
         except sqlite3.Error as exc:
             raise LedgerWriteError(
-                f"ledger {self.location} cannot be written: {sqlite_reason(exc)}"
+                f"ledger {self.location} cannot be written: {reason_of(exc)}"
             ) from exc
 
     async def _run(self, work: Callable[[], T]) -> T:

@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.core.states import ContentStatus, SourceStatus
+from pipeline.ledger.plain import BUSY_TIMEOUT
 
 CHUNK = 500  # keys per query: well under SQLite's bound-parameter limit
-BUSY_TIMEOUT = 10.0  # seconds a commit under way is waited for, as the engines' busy_timeout
 # The unary `+` keeps SQLite's planner off `ix_sources_state` (status, ...): with hundreds of
 # keys in the IN list it would otherwise pick that index and read every done source for each
 # listing (30 ms a query on a 20,000-file ledger, against about 1 ms by the (source, purpose) key).
