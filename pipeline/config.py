@@ -430,6 +430,14 @@ class Settings:
     )
     ssl_cert_file: str | None = dataclasses.field(default=None, compare=False)
 
+    @property
+    def trusted_cas(self) -> tuple[str | None, str]:
+        """The CA file every connection trusts alone (None: the system's), and where it was
+        named, for messages: `--ca-bundle`, else SSL_CERT_FILE."""
+        if self.ca_bundle is not None:
+            return self.ca_bundle, "--ca-bundle"
+        return self.ssl_cert_file, CA_ENV
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if "parse" in f.metadata]

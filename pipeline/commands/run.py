@@ -14,10 +14,10 @@ import ssl
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pipeline.config import CA_ENV, KEY_ENV, Convert, Settings
+from pipeline.config import KEY_ENV, Convert, Settings
 from pipeline.core.entry import Entry
 from pipeline.core.errors import (
     LedgerUnreachable,
@@ -56,7 +56,8 @@ from pipeline.sources import Source, check_sources, iter_batches
 from pipeline.sources.census import Census, take_census
 from pipeline.transport.proxies import Proxies, mask
 from pipeline.transport.s3 import Downloads, S3Fetcher, S3Store
-from pipeline.transport.session import Http, open_http, tls_context, upload_proxy
+from pipeline.transport.session import Http, open_http, upload_proxy
+from pipeline.transport.tls import tls_context
 
 if TYPE_CHECKING:
     from pipeline.output.metrics import MetricsFile
@@ -65,15 +66,22 @@ log = logging.getLogger("pipeline")
 
 
 async def run(
-    settings: Settings, raw_sources: Sequence[str], manifests: Sequence[str], *, argv: Sequence[str]
+    settings: Settings,
+    raw_sources: Sequence[str],
+    manifests: Sequence[str],
+    *,
+    argv: Sequence[str],
+    tls: Awaitable[ssl.SSLContext] | None = None,
 ) -> int:
+    """`tls`: the TLS context of `settings.trusted_cas` when it is already being read (see
+    `pipeline.transport.tls`); else it is read here."""
     roots = check_sources(raw_sources, manifests, encoding=settings.manifest_encoding)
     display = _progress_wanted(settings)
     level = settings.log_level or ("warning" if display else "info")
     logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
     # A CA file that cannot be read, or a proxy that cannot be used, stops it before it starts.
-    tls = _tls(settings)
+    context = await tls if tls is not None else tls_context(*settings.trusted_cas)
     proxies = Proxies(settings.proxy_environ, settings.proxy)
     if not settings.dry_run:
         upload_proxy(proxies, settings.api_url)
@@ -90,7 +98,7 @@ async def run(
             crashed = await ledger.close_abandoned_runs()
             if crashed:
                 log.info("%d earlier run(s) ended without finishing; resuming their work", crashed)
-        network = (proxies, tls)
+        network = (proxies, context)
         return await _run_with_ledger(
             settings, roots, ledger, argv=argv, display=display, network=network
         )
@@ -111,22 +119,9 @@ def _password(url: str) -> str | None:
     return userinfo.split("://", 1)[-1].partition(":")[2] or None
 
 
-def _tls(settings: Settings) -> ssl.SSLContext:
-    """The TLS context of every connection: `--ca-bundle`, else SSL_CERT_FILE, else the
-    system's CAs."""
-    cafile, origin = _ca_file(settings)
-    return tls_context(cafile, origin)
-
-
-def _ca_file(settings: Settings) -> tuple[str | None, str]:
-    if settings.ca_bundle is not None:
-        return settings.ca_bundle, "--ca-bundle"
-    return settings.ssl_cert_file, CA_ENV
-
-
 def _say_network(settings: Settings, proxies: Proxies) -> None:
     """Once the run has started: which CAs it trusts, which proxy its uploads take."""
-    cafile, origin = _ca_file(settings)
+    cafile, origin = settings.trusted_cas
     if cafile is not None:
         log.info("trusting only the certificate authorities in %s (%s)", cafile, origin)
     proxy = proxies.for_url(settings.api_url)
@@ -483,7 +478,7 @@ def _store(settings: Settings, stop: Stop, proxies: Proxies) -> S3Store:
         policy=policy_from(settings),
         sleep=_napper(stop),
         proxies=proxies,
-        ca_file=_ca_file(settings)[0],
+        ca_file=settings.trusted_cas[0],
     )
 
 

@@ -16,18 +16,15 @@ as it is true.
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from pipeline.content.body import Body
-from pipeline.content.hashing import read_and_hash
 from pipeline.content.located import Located
-from pipeline.content.probe import AudioInfo, OtherFormat, probe, probe_bytes
+from pipeline.content.probe import AudioInfo, OtherFormat
 from pipeline.core.entry import Entry
 from pipeline.core.errors import EntryError, PermanentError, RunFatal, Stopped
 from pipeline.core.records import SourceState
@@ -35,13 +32,13 @@ from pipeline.core.states import ContentStatus, SourceStatus
 from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.rows import SourceFacts, facts_of
 from pipeline.run.convert import Converter, never_reason
+from pipeline.run.hashes import FileHashes, probed
 from pipeline.run.model import Fetcher, Job, SourceRecorder
 from pipeline.run.plan import Decision, Policy, Step, decide
 from pipeline.run.tally import Tally, reason_key
 
 log = logging.getLogger(__name__)
 NEEDS_IO = frozenset({Step.HASH, Step.REUSE, Step.FETCH})
-HASHED_KEPT = 4096  # files whose hash a run remembers (for manifests naming one file often)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,6 +64,7 @@ class Preparer:
         converter: Converter | None = None,  # None: --convert never
         clock_ns: Callable[[], int] = time.time_ns,
         on_fatal: Callable[[RunFatal], None] | None = None,
+        hashes: FileHashes | None = None,
     ) -> None:
         self.ledger = ledger
         self.converter = converter
@@ -82,10 +80,7 @@ class Preparer:
         # bytes met again link to a content in `claimed` (counted as the same bytes, never
         # queued again), so they need not be decoded again.
         self._decoded: dict[tuple[str, str], AudioInfo] = {}
-        # Files hashed in this run, by (path, size, mtime): the newest HASHED_KEPT of them.
-        self._hashed: collections.OrderedDict[
-            tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
-        ] = collections.OrderedDict()
+        self.hashes = hashes or FileHashes()  # local files: hashed once, a core each
 
     # --- 2a. triage -----------------------------------------------------------------------------
 
@@ -200,42 +195,15 @@ class Preparer:
             assert entry.url is not None
             fetched = await self.fetcher.fetch(entry.url, etag=entry.etag)
             try:
-                return await asyncio.to_thread(_probed, fetched)
+                return await asyncio.to_thread(probed, fetched)
             except BaseException:  # cancelled by a stop: the temporary file goes too
                 fetched.discard()
                 raise
         assert entry.path is not None and entry.size is not None
         if work.step is Step.REUSE and work.state is not None and work.state.sha256:
             body = Body(size=entry.size, path=entry.path, mtime_ns=entry.mtime_ns)
-            return await asyncio.to_thread(_probed, Located(work.state.sha256, body))
-        return await self._hash_once(entry.path, entry.size, entry.mtime_ns)
-
-    async def _hash_once(
-        self, path: str, size: int, mtime_ns: int | None
-    ) -> tuple[Located, AudioInfo | PermanentError]:
-        """Hash and probe a file (one thread hop) once per run: a manifest naming the same file
-        on many rows, unchanged meanwhile, reuses the first answer (rows being prepared at the
-        same moment wait for it rather than read the file again)."""
-        key = (path, size, mtime_ns)
-        known = self._hashed.get(key)
-        if known is not None:
-            sha256, audio = await asyncio.shield(known)
-            return Located(sha256, Body(size=size, path=path, mtime_ns=mtime_ns)), audio
-        future: asyncio.Future[tuple[str, AudioInfo | PermanentError]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._hashed[key] = future
-        if len(self._hashed) > HASHED_KEPT:
-            self._hashed.popitem(last=False)
-        try:
-            located, audio = await asyncio.to_thread(_hashed_and_probed, path)
-        except BaseException as exc:
-            del self._hashed[key]  # not known after all: the next row tries for itself
-            future.set_exception(exc)
-            future.exception()  # retrieved: nobody may be waiting
-            raise
-        future.set_result((located.sha256, audio))
-        return located, audio
+            return await asyncio.to_thread(probed, Located(work.state.sha256, body))
+        return await self.hashes.located(entry.path, entry.size, entry.mtime_ns)
 
     async def _link(self, work: Triaged, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""
@@ -302,27 +270,6 @@ def _as_wav(filename: str) -> str:
     """The name a decoded WAV is sent under: `a.flac` -> `a.wav`."""
     stem, dot, _ = filename.rpartition(".")
     return f"{stem if dot and stem else filename}.wav"
-
-
-def _hashed_and_probed(path: str) -> tuple[Located, AudioInfo | PermanentError]:
-    """Blocking: hash the file, then probe the same bytes."""
-    hashed = read_and_hash(path)
-    return _probed(Located(hashed.sha256, hashed.body))
-
-
-def _probed(located: Located) -> tuple[Located, AudioInfo | PermanentError]:
-    """Blocking: what the located bytes are; a refusal is returned, not raised, so the caller
-    still records the hash of a bad file."""
-    body = located.body
-    try:
-        if body.data is not None:
-            return located, probe_bytes(body.data)  # the bytes read while hashing
-        if located.temporary is not None:
-            return located, probe(located.temporary)
-        assert body.path is not None
-        return located, probe(Path(body.path))
-    except PermanentError as exc:
-        return located, exc
 
 
 async def _stat_unstated(batch: Sequence[Entry]) -> tuple[list[Entry], list[str | None]]:

@@ -9,8 +9,8 @@ trusts, and the upload client and the fetcher that share them.
   answer: proxies such as tinyproxy close a client's connection after every plain-HTTP answer
   without saying so, and aiohttp would write the next request into the dead connection.
   Requests that go direct, or through a CONNECT tunnel (https), keep their connections.
-- **One TLS context** for every connection: the CAs of `--ca-bundle` (or `SSL_CERT_FILE`)
-  only, as `curl --cacert` trusts only its file, or the system's.
+- **One TLS context** for every connection (`tls.py`): the CAs of `--ca-bundle` (or
+  `SSL_CERT_FILE`) only, as `curl --cacert` trusts only its file, or the system's.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pipeline.transport.fetch import HttpFetcher
 from pipeline.transport.proxies import Proxies, mask, unsupported
 from pipeline.transport.routes import Routes
 from pipeline.transport.timeouts import timeouts
+from pipeline.transport.tls import tls_context
 
 
 class Http:
@@ -65,18 +66,6 @@ def upload_proxy(proxies: Proxies, url: str) -> str | None:
     if problem is not None:
         raise UsageError(f"proxy {mask(proxy)} for {public_url(url)}: {problem}")
     return proxy
-
-
-def tls_context(cafile: str | None, origin: str = "--ca-bundle") -> ssl.SSLContext:
-    """The TLS context of every connection: only the CAs in `cafile` when given (`origin` names
-    where it came from, for the error), else the system's. UsageError when it cannot be read."""
-    try:
-        return ssl.create_default_context(cafile=cafile)
-    except (OSError, ssl.SSLError) as exc:
-        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
-        raise UsageError(
-            f"{origin} {cafile}: cannot be read as PEM certificates: {reason}"
-        ) from None
 
 
 @contextlib.asynccontextmanager

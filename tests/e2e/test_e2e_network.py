@@ -186,6 +186,12 @@ def test_a_ca_bundle_that_cannot_be_read_is_a_usage_error(tmp_path: Path) -> Non
         line = last_line(result.stderr)
         assert line.startswith(f"ingest: --ca-bundle {bundle}: cannot be read"), line
         assert len(result.stderr.strip().splitlines()) == 1
+    # The bundle is read in a thread beside the start-up: a source that is missing is still
+    # found first, and its error is the one line said.
+    result = run_cli("run", "no-such-folder", "--ca-bundle", "not.pem", cwd=tmp_path)
+    assert result.code == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [last_line(result.stderr)]
+    assert "no-such-folder" in result.stderr and "not.pem" not in result.stderr
 
 
 def test_a_url_nothing_listens_on_fails_fast(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from pipeline.ledger import export as ledger_export
 from pipeline.ledger import open_ledger
 from pipeline.ledger.repository import RunLedger
 from pipeline.ledger.writer import Writer
-from pipeline.run import prepare as prepare_mod
+from pipeline.run import hashes as hashes_mod
 from pipeline.run.plan import Policy
 from pipeline.run.prepare import Preparer
 from pipeline.run.runner import Runner
@@ -111,13 +111,13 @@ async def test_unchanged_files_are_not_hashed_again(
     for i in range(3):
         write_wav(tmp_path / "song" / f"{i}.wav", 11, seed=i)
     hashed: list[object] = []
-    real = prepare_mod.read_and_hash
+    real = hashes_mod.read_and_hash
 
     def counting(path: object) -> object:
         hashed.append(path)
         return real(path)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(prepare_mod, "read_and_hash", counting)
+    monkeypatch.setattr(hashes_mod, "read_and_hash", counting)
     uploader = ScriptedUploader({"1.wav": [TransientError("x")] * 2})
     await run(tmp_path, ledger, uploader, max_attempts=2)
     assert len(hashed) == 3
@@ -262,13 +262,13 @@ async def test_a_file_named_on_many_rows_is_hashed_once_per_run(
 
     path = write_wav(tmp_path / "song" / "same.wav", 11)
     reads: list[object] = []
-    real = prepare_mod.read_and_hash
+    real = hashes_mod.read_and_hash
 
     def counting(where: object) -> object:
         reads.append(where)
         return real(where)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(prepare_mod, "read_and_hash", counting)
+    monkeypatch.setattr(hashes_mod, "read_and_hash", counting)
     info = path.stat()
     writer = Writer.for_ledger(ledger, 1, patience=600.0)
     async with writer.running():

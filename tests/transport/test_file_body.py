@@ -21,7 +21,8 @@ from pipeline.core.secret import Secret
 from pipeline.transport.client import UploadClient
 from pipeline.transport.proxies import Proxies
 from pipeline.transport.routes import Routes
-from pipeline.transport.session import open_http, tls_context
+from pipeline.transport.session import open_http
+from pipeline.transport.tls import tls_context
 from tests.conftest import wait_until
 from tests.content.test_body import big_file
 from tests.netlab import make_ca, needs_tinyproxy, tinyproxy

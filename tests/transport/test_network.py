@@ -21,7 +21,8 @@ from pipeline.core.secret import Secret
 from pipeline.sandbox.server import DEMO_KEY, UPLOAD_PATH, Faults, Sandbox
 from pipeline.transport.errors import client_errors
 from pipeline.transport.proxies import Proxies
-from pipeline.transport.session import open_http, tls_context
+from pipeline.transport.session import open_http
+from pipeline.transport.tls import tls_context
 from tests.netlab import free_port, make_ca, needs_tinyproxy, tinyproxy
 
 DATA = b"RIFF" + bytes(2000)

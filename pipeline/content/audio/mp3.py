@@ -18,7 +18,7 @@ import struct
 
 from pipeline.content.audio import tags
 from pipeline.content.audio.info import AudioInfo, LengthFrom, OtherFormat
-from pipeline.content.audio.mpeg import LENGTHS, STREAM_MASK, Header, find_run, header_at
+from pipeline.content.audio.mpeg import STREAM_MASK, Header, find_run, header_at, length_table
 from pipeline.content.audio.reader import Reader
 from pipeline.core.errors import PermanentError
 
@@ -151,7 +151,7 @@ def _walk_stream(reader: Reader, offset: int, end: int, stream: int) -> tuple[in
     """Frames of one stream from `offset` on: where they stop, and how many there are."""
     # The loop runs once per frame (about 40 a second of audio): names are local, and the
     # bytes come a block at a time, for speed.
-    lengths, word_at = LENGTHS, _WORD
+    lengths, word_at = length_table(), _WORD
     frames, block, base, last = 0, b"", offset, -1
     while offset + 4 <= end:
         if offset > last:
