@@ -2,6 +2,8 @@
 
 - `curl` through `xargs -P N`: one curl per file, posting the multipart form ingest posts;
 - the bare aiohttp loop (`tests/bench/bare.py`): the floor for a Python client;
+- ingest's own hash-and-send path with nothing else (`tests/bench/send_only.py`): the most a
+  client of this design (aiohttp, each file's hash known) can reach on big files;
 - `rclone copy` to a local mirror that is already up to date (size + modtime check), and
   `find -printf` over the tree: what looking at every file of an unchanged catalogue costs;
 - `hyperfine` for start-up times.
@@ -88,6 +90,11 @@ def curl_xargs(
 
 def bare_loop(url: str, listing: Path, concurrency: int, sandbox: Sandbox) -> Sample:
     argv = [sys.executable, "-m", "tests.bench.bare", url, str(concurrency), str(listing)]
+    return measure(argv, env={**os.environ, "AIMLAPI_API_KEY": DEMO_KEY}, sandbox=sandbox)
+
+
+def send_only(url: str, listing: Path, concurrency: int, sandbox: Sandbox) -> Sample:
+    argv = [sys.executable, "-m", "tests.bench.send_only", url, str(concurrency), str(listing)]
     return measure(argv, env={**os.environ, "AIMLAPI_API_KEY": DEMO_KEY}, sandbox=sandbox)
 
 
