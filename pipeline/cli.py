@@ -262,8 +262,10 @@ async def _dispatch(
             given = list(argv if argv is not None else sys.argv[1:])
             return await run.run(settings, args.sources, args.manifest, argv=given, tls=tls)
         finally:
-            await asyncio.wait([tls])  # a run that failed first still collects the thread's
-            if not tls.cancelled():  # outcome, so no error is left unretrieved
+            # A run that failed first still collects the thread's outcome: no error is left
+            # unretrieved.
+            await asyncio.wait([tls])
+            if not tls.cancelled():
                 tls.exception()
     from pipeline.commands import reading
 

@@ -57,7 +57,6 @@ from pipeline.sources.census import Census, take_census
 from pipeline.transport.proxies import Proxies, mask
 from pipeline.transport.s3 import Downloads, S3Fetcher, S3Store
 from pipeline.transport.session import Http, open_http, upload_proxy
-from pipeline.transport.tls import tls_context
 
 if TYPE_CHECKING:
     from pipeline.output.metrics import MetricsFile
@@ -71,17 +70,18 @@ async def run(
     manifests: Sequence[str],
     *,
     argv: Sequence[str],
-    tls: Awaitable[ssl.SSLContext] | None = None,
+    tls: Awaitable[ssl.SSLContext],
 ) -> int:
-    """`tls`: the TLS context of `settings.trusted_cas` when it is already being read (see
-    `pipeline.transport.tls`); else it is read here."""
+    """Run `ingest run` to its exit code. `tls` is the TLS context of `settings.trusted_cas`,
+    being read beside the start-up (`pipeline.cli`); a CA file that cannot be read is
+    reported here, after the sources are checked."""
     roots = check_sources(raw_sources, manifests, encoding=settings.manifest_encoding)
     display = _progress_wanted(settings)
     level = settings.log_level or ("warning" if display else "info")
     logs.configure(level, settings.log_format, _secrets(settings))
     _warn_short_key(settings)
     # A CA file that cannot be read, or a proxy that cannot be used, stops it before it starts.
-    context = await tls if tls is not None else tls_context(*settings.trusted_cas)
+    context = await tls
     proxies = Proxies(settings.proxy_environ, settings.proxy)
     if not settings.dry_run:
         upload_proxy(proxies, settings.api_url)

@@ -73,7 +73,8 @@ class FileHashes:
             else:
                 located, audio = await asyncio.to_thread(self._work, path)
         except BaseException as exc:
-            del self._known[key]  # not known after all: the next row tries for itself
+            if self._known.get(key) is future:  # (it may have been pushed out meanwhile)
+                del self._known[key]  # not known after all: the next row tries for itself
             future.set_exception(exc)
             future.exception()  # retrieved: nobody may be waiting
             raise

@@ -9,8 +9,8 @@
     #     still needs sending becomes a `Job`.
 
 State kept here is only for this run: the contents claimed for upload by this run (so the same
-bytes reached twice are sent once, and decoded once). Everything else is in the ledger as soon
-as it is true.
+bytes reached twice are sent once, and decoded once), and the files already hashed
+(`hashes.FileHashes`). Everything else is in the ledger as soon as it is true.
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ class Preparer:
         converter: Converter | None = None,  # None: --convert never
         clock_ns: Callable[[], int] = time.time_ns,
         on_fatal: Callable[[RunFatal], None] | None = None,
-        hashes: FileHashes | None = None,
     ) -> None:
         self.ledger = ledger
         self.converter = converter
@@ -80,7 +79,7 @@ class Preparer:
         # bytes met again link to a content in `claimed` (counted as the same bytes, never
         # queued again), so they need not be decoded again.
         self._decoded: dict[tuple[str, str], AudioInfo] = {}
-        self.hashes = hashes or FileHashes()  # local files: hashed once, a core each
+        self._hashes = FileHashes()  # local files: hashed once per run, large ones a core each
 
     # --- 2a. triage -----------------------------------------------------------------------------
 
@@ -203,7 +202,7 @@ class Preparer:
         if work.step is Step.REUSE and work.state is not None and work.state.sha256:
             body = Body(size=entry.size, path=entry.path, mtime_ns=entry.mtime_ns)
             return await asyncio.to_thread(probed, Located(work.state.sha256, body))
-        return await self.hashes.located(entry.path, entry.size, entry.mtime_ns)
+        return await self._hashes.located(entry.path, entry.size, entry.mtime_ns)
 
     async def _link(self, work: Triaged, located: Located, audio: AudioInfo) -> Job | None:
         """Record the source against its content; return a job if this run must upload it."""

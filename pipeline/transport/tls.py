@@ -1,10 +1,10 @@
-"""The TLS context of every connection the run makes, and reading it in the background.
+"""The TLS context of every connection the run makes.
 
 Only the CAs of `--ca-bundle` (or `SSL_CERT_FILE`) are trusted when one is named, as
 `curl --cacert` trusts only its file; else the system's. Reading a CA bundle costs 20-40 ms,
-nearly all of it inside OpenSSL, which parses the file without holding the GIL: `ingest run`
-reads it in a worker thread while its own modules are imported (`pipeline.cli`). Only `ssl`
-is used here, which asyncio has already loaded, so the thread imports nothing.
+nearly all of it inside OpenSSL, which parses the file without holding the GIL, so `ingest run`
+calls `tls_context` in a worker thread while its own modules are imported (`pipeline.cli`).
+Only `ssl` is used here, which asyncio has already loaded: the thread imports nothing.
 """
 
 from __future__ import annotations

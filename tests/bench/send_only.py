@@ -34,13 +34,18 @@ async def _worker(
             hashed = await asyncio.to_thread(read_and_hash, path)
         form = build_form("song", hashed.body, os.path.basename(path), "audio/wav")
         async with session.post(url, data=form, headers=headers) as resp:
-            body = await resp.json()
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:  # an error page, not JSON: a failed upload
+                body = {}
         ok += resp.status == 200 and body.get("base_resp", {}).get("status_code") == 0
     return ok
 
 
 async def post_all(url: str, key: str, paths: list[str], concurrency: int) -> int:
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    # The CPUs this process may use, as `pipeline.run.hashes.cores` counts them (not imported:
+    # it brings the probe's modules, which this client has no use for).
     shared, hashing = iter(paths), asyncio.Semaphore(len(os.sched_getaffinity(0)))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:

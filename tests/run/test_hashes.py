@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import hashlib
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,8 @@ from pipeline.content.body import Body
 from pipeline.content.located import Located
 from pipeline.content.probe import AudioInfo
 from pipeline.core.errors import PermanentError
-from pipeline.run.hashes import LARGE, FileHashes, cores, hashed_and_probed
+from pipeline.run import hashes as hashes_module
+from pipeline.run.hashes import LARGE, FileHashes, hashed_and_probed
 from pipeline.sandbox.samples import write_wav
 
 
@@ -67,13 +70,31 @@ async def test_a_file_is_hashed_once_while_unchanged() -> None:
     assert work.calls == ["a.wav", "a.wav"]
 
 
-async def test_a_hash_that_failed_is_tried_again_by_the_next_row() -> None:
-    work = Watched(seconds=0, fail={"gone.wav"})
+async def test_a_hash_that_failed_fails_its_waiters_and_is_tried_again_by_the_next_row() -> None:
+    work = Watched(fail={"gone.wav"})
     hashes = FileHashes(work=work)
-    for _ in range(2):
-        with pytest.raises(OSError):
-            await hashes.located("gone.wav", 10, 1)
+    both = await asyncio.gather(
+        hashes.located("gone.wav", 10, 1), hashes.located("gone.wav", 10, 1), return_exceptions=True
+    )
+    assert [type(outcome) for outcome in both] == [OSError, OSError]
+    assert work.calls == ["gone.wav"]  # the waiting row was told, not left hanging
+    with pytest.raises(OSError):
+        await hashes.located("gone.wav", 10, 1)
     assert work.calls == ["gone.wav", "gone.wav"]
+
+
+async def test_a_file_pushed_out_of_the_cache_while_hashed_still_fails_with_its_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hashes_module, "KEPT", 2)
+    work = Watched(seconds=0.1, fail={"large-gone"})
+    hashes = FileHashes(work=work)
+    first = asyncio.ensure_future(hashes.located("large-gone", LARGE, 1))
+    waiter = asyncio.ensure_future(hashes.located("large-gone", LARGE, 1))
+    await asyncio.sleep(0.02)
+    await asyncio.gather(*(hashes.located(f"small{i}", 10, 1) for i in range(3)))  # push it out
+    outcomes = await asyncio.wait_for(asyncio.gather(first, waiter, return_exceptions=True), 5)
+    assert [type(outcome) for outcome in outcomes] == [OSError, OSError]
 
 
 def test_the_real_step_hashes_and_probes_the_same_bytes(tmp_path: Path) -> None:
@@ -81,7 +102,14 @@ def test_the_real_step_hashes_and_probes_the_same_bytes(tmp_path: Path) -> None:
     located, audio = hashed_and_probed(str(path))
     assert isinstance(audio, AudioInfo) and audio.format == "wav"
     assert located.body.data == path.read_bytes()
+    assert located.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_cores_are_the_cpus_this_process_may_use() -> None:
-    assert cores() == len(os.sched_getaffinity(0))
+def test_cores_are_the_cpus_this_process_may_run_on() -> None:
+    """Under a CPU affinity of one core (taskset, a container's cpuset), one core is counted,
+    whatever the machine has."""
+    script = "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+    script += " from pipeline.run.hashes import cores; print(cores())"
+    argv = [sys.executable, "-c", script]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
