@@ -1,5 +1,5 @@
 """Hashing and probing a run's local files: each file once per run, and no more large files
-at once than the machine has cores.
+at once than the CPUs the process may run on.
 
 - **Once**: a manifest may name one file on many rows. The newest `KEPT` answers are kept by
   (path, size, mtime); a row met while the same file is being hashed waits for that answer
