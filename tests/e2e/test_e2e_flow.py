@@ -94,7 +94,7 @@ def test_a_real_rate_limit_is_found_and_held_with_few_refusals(
     # 300 files: about 26 s at the limit after the first 4 s, as the bench's row holds it for
     # 36 s. While the pace learns the limit, refusals come in stretches (8 in a row, 0.1 s
     # apart, 1.3-2.0 s into the runs traced); with 130 files, one such stretch after the first
-    # 4 s would be 9% of the requests left, and 3 of about 14 runs failed at 9%.
+    # 4 s would be 9% of the requests left, and 3 of 16 runs that day failed at 9%.
     song_catalogue(tmp_path / "cat", 300)
     limited = start_sandbox(tmp_path, "--max-rps", "10", "--retry-after", "1")
     servers.append(limited)
