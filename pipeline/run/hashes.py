@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ KEPT = 4096  # files whose answer a run remembers (for manifests naming one file
 LARGE = 8 << 20  # bytes from which hashing a file is CPU work worth queueing for a core
 
 Answer = tuple[Located, AudioInfo | PermanentError]
+Known = tuple[str, AudioInfo | PermanentError]  # what is kept of an answer: the hash, the verdict
 
 
 def cores() -> int:
@@ -50,9 +52,9 @@ class FileHashes:
     ) -> None:
         self._cores = asyncio.Semaphore(at_once or cores())
         self._work = work or hashed_and_probed
-        self._known: collections.OrderedDict[
-            tuple[str, int, int | None], asyncio.Future[tuple[str, AudioInfo | PermanentError]]
-        ] = collections.OrderedDict()
+        self._known: collections.OrderedDict[tuple[str, int, int | None], asyncio.Future[Known]] = (
+            collections.OrderedDict()
+        )
 
     async def located(self, path: str, size: int, mtime_ns: int | None) -> Answer:
         key = (path, size, mtime_ns)
@@ -60,17 +62,12 @@ class FileHashes:
         if known is not None:
             sha256, audio = await asyncio.shield(known)
             return Located(sha256, Body(size=size, path=path, mtime_ns=mtime_ns)), audio
-        future: asyncio.Future[tuple[str, AudioInfo | PermanentError]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        future: asyncio.Future[Known] = asyncio.get_running_loop().create_future()
         self._known[key] = future
         if len(self._known) > KEPT:
             self._known.popitem(last=False)
         try:
-            if size >= LARGE:
-                async with self._cores:
-                    located, audio = await asyncio.to_thread(self._work, path)
-            else:
+            async with self._cores if size >= LARGE else contextlib.nullcontext():
                 located, audio = await asyncio.to_thread(self._work, path)
         except BaseException as exc:
             if self._known.get(key) is future:  # (it may have been pushed out meanwhile)
